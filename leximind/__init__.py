@@ -1,0 +1,1 @@
+"""LexiMind: shared settings, queue names, embedded services and the command line."""
