@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean chromium
+.PHONY: install run test lint bench clean system-deps
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -20,13 +20,16 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
-chromium:
-	@command -v chromium >/dev/null 2>&1 || (apt-get update -q && apt-get install -y -q chromium) || echo "chromium could not be installed: browser tests will fail"
+# system tools the tests drive: headless Chromium (browser tests) and docker-compose (validates the compose file)
+system-deps:
+	@command -v chromium >/dev/null 2>&1 && command -v docker-compose >/dev/null 2>&1 || \
+	  (apt-get update -q && apt-get install -y -q chromium docker-compose) || \
+	  echo "could not install chromium/docker-compose: browser and compose tests will fail"
 
 run: install
 	$(BIN)/leximind run
 
-test: install chromium
+test: install system-deps
 	$(BIN)/python -m pytest -q
 
 lint: install
