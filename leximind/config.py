@@ -9,7 +9,17 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+def _find_shared_data() -> Path:
+    """The corpora live beside the checkout (../shared/data); a checkout elsewhere falls back to /work."""
+    beside = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+    for candidate in (beside, Path("/work/shared/data")):
+        if candidate.is_dir():
+            return candidate
+    return beside
+
+
+SHARED_DATA = _find_shared_data()
 
 
 def _env_int(name: str, default: int) -> int:

@@ -19,9 +19,9 @@ from sqlalchemy import create_engine, text
 from db.migrate import upgrade
 from db.models import Base
 from db.session import dispose_all, normalize_url
+from leximind.config import SHARED_DATA
 from leximind.services import port_open, start_embedded_postgres, start_embedded_redis
 
-SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
