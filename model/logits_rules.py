@@ -1,0 +1,72 @@
+"""Score rules applied before choosing the next token, in transformers' order and with its semantics:
+repetition penalty, no-repeat n-grams, then the minimum length (EOS forbidden until min_new_tokens).
+
+``sequences`` always starts with the decoder start token, which counts for the repetition penalty and the
+n-grams exactly as it does in transformers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    max_new_tokens: int = 64
+    min_new_tokens: int = 0
+    num_beams: int = 1
+    length_penalty: float = 1.0  # beam search: finished scores are divided by length ** length_penalty
+    no_repeat_ngram_size: int = 0  # 0: off
+    repetition_penalty: float = 1.0  # 1.0: off; > 1 discourages tokens already generated
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise ValueError(f"min_new_tokens must be in [0, max_new_tokens], got {self.min_new_tokens}")
+        if self.num_beams < 1:
+            raise ValueError(f"num_beams must be >= 1, got {self.num_beams}")
+        if self.no_repeat_ngram_size < 0:
+            raise ValueError(f"no_repeat_ngram_size must be >= 0, got {self.no_repeat_ngram_size}")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+
+
+def apply_repetition_penalty(scores: torch.Tensor, sequences: torch.Tensor, penalty: float) -> torch.Tensor:
+    """Every token already in the sequence: negative scores are multiplied by penalty, others divided."""
+    seen = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, sequences, True)  # (N, V)
+    penalised = torch.where(scores < 0, scores * penalty, scores / penalty)
+    return torch.where(seen, penalised, scores)
+
+
+def ban_repeated_ngrams(scores: torch.Tensor, sequences: torch.Tensor, n: int) -> torch.Tensor:
+    """Forbid any token that would complete an n-gram already present in the sequence."""
+    length = sequences.shape[1]
+    if length < n:
+        return scores
+    prefix = sequences[:, length + 1 - n :]  # (N, n-1): the n-gram the next token would complete
+    windows = sequences.unfold(dimension=1, size=n, step=1)  # (N, W, n)
+    matches = (windows[..., :-1] == prefix.unsqueeze(1)).all(dim=-1)  # (N, W)
+    vocab = scores.shape[-1]
+    banned = torch.zeros((scores.shape[0], vocab + 1), dtype=torch.bool, device=scores.device)
+    # non-matching windows write into a spare column past the vocabulary
+    banned.scatter_(1, torch.where(matches, windows[..., -1].clamp(max=vocab), vocab), True)
+    return scores.masked_fill(banned[:, :vocab], float("-inf"))
+
+
+def apply_rules(
+    scores: torch.Tensor,  # (N, V) fp32 logits (greedy) or log-probabilities (beam search)
+    sequences: torch.Tensor,  # (N, L) tokens so far, decoder start token first
+    settings: GenerationSettings,
+    eos_token_id: int,
+) -> torch.Tensor:
+    if settings.repetition_penalty != 1.0:
+        scores = apply_repetition_penalty(scores, sequences, settings.repetition_penalty)
+    if settings.no_repeat_ngram_size > 0:
+        scores = ban_repeated_ngrams(scores, sequences, settings.no_repeat_ngram_size)
+    if sequences.shape[1] - 1 < settings.min_new_tokens:
+        scores = scores.clone()
+        scores[:, eos_token_id] = float("-inf")
+    return scores
