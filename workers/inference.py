@@ -1,0 +1,340 @@
+"""The inference loop: claim queued documents, run the model in length-bucketed batches, write results.
+
+One pass of ``process_queue`` drains every due document: claim up to N rows under a fresh lease token,
+copy results that already exist for the same content and model version, run the rest batch by batch
+(a failing batch is split in halves until the bad document stands alone), write each batch's results
+guarded by the lease, and go again. A background thread extends the lease while a batch runs. The
+active model version is checked between batches; when it changes, untried documents go back to the queue
+and the next round loads the new version.
+
+Failure handling, by where it happens:
+- one document's input makes the model raise: that document fails (``inference_error``), alone;
+- every document of a batch fails the same way, or the error looks transient (out of memory, lost
+  connection): each goes back to ``queued`` with an exponential backoff until ``max_attempts``;
+- the process dies (SIGKILL, OOM killer) or the database is unreachable: nothing is written; the lease
+  expires and the sweeper re-queues the rows (the attempt was counted at claim time). Documents that were
+  in such a batch before run alone next time, after the fresh ones, so a crashing document takes down
+  nothing but itself.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from db.jobs import (
+    ClaimedDocument,
+    claim_queued,
+    complete_documents,
+    fail_documents,
+    heartbeat,
+    release_documents,
+    retry_documents,
+    reusable_results,
+)
+from db.models import DocState, ModelVersion, Result
+from db.session import session_scope
+from db.versions import active_version, active_version_id
+from leximind.config import Settings
+from workers.tuning import JobTuning
+
+log = logging.getLogger(__name__)
+
+
+class Predictor(Protocol):
+    """What the loop needs from ``model.pipeline.Pipeline`` (tests pass fakes)."""
+
+    version: str
+
+    def run(self, texts: list[str]) -> list[Any]: ...
+
+
+PredictorFor = Callable[[ModelVersion], Predictor]
+
+
+@dataclass
+class LoopReport:
+    claimed: int = 0
+    done: int = 0
+    reused: int = 0
+    failed: int = 0
+    retried: int = 0
+    released: int = 0
+    lease_lost: int = 0  # results computed but not written: another worker owns the rows now
+    no_model: bool = False
+    rounds: int = 0
+
+
+@dataclass
+class _Group:
+    """Claimed documents with the same content: the model runs once for all of them."""
+
+    docs: list[ClaimedDocument]
+
+    @property
+    def text(self) -> str:
+        return self.docs[0].text
+
+    @property
+    def ids(self) -> list[int]:
+        return [d.id for d in self.docs]
+
+    @property
+    def suspect(self) -> bool:
+        """Claimed before without an outcome: its last batch may have died on it."""
+        return any(d.attempts > 1 for d in self.docs)
+
+    @property
+    def attempts(self) -> int:
+        return max(d.attempts for d in self.docs)
+
+
+@dataclass
+class _Outcome:
+    group: _Group
+    prediction: Any = None
+    error: BaseException | None = None
+    transient: bool = False
+
+
+def process_queue(
+    database_url: str,
+    predictor_for: PredictorFor,
+    *,
+    settings: Settings,
+    tuning: JobTuning,
+    worker_name: str,
+    max_rounds: int | None = None,
+    on_full_claim: Callable[[], None] | None = None,
+) -> LoopReport:
+    """Drain due documents; returns when the queue is empty, no model is active, or after ``max_rounds``.
+
+    ``on_full_claim`` is called when a claim came back full (more work is likely waiting), so the caller
+    can wake a peer worker.
+    """
+    report = LoopReport()
+    while max_rounds is None or report.rounds < max_rounds:
+        with session_scope(database_url) as session:
+            version = active_version(session)
+        if version is None:
+            report.no_model = True
+            break
+        predictor = predictor_for(version)
+        lease = f"{worker_name}/{uuid.uuid4().hex[:12]}"
+        with session_scope(database_url) as session:
+            claimed = claim_queued(session, settings.claim_batch_size, lease, settings.lease_seconds)
+        if not claimed:
+            break
+        report.rounds += 1
+        report.claimed += len(claimed)
+        if len(claimed) >= settings.claim_batch_size and on_full_claim is not None:
+            on_full_claim()
+        _process_claim(database_url, claimed, version, predictor, lease, settings, tuning, report)
+    return report
+
+
+def _process_claim(
+    database_url: str,
+    claimed: list[ClaimedDocument],
+    version: ModelVersion,
+    predictor: Predictor,
+    lease: str,
+    settings: Settings,
+    tuning: JobTuning,
+    report: LoopReport,
+) -> None:
+    empty = [d.id for d in claimed if not d.text.strip()]
+    if empty:
+        with session_scope(database_url) as session:
+            report.failed += fail_documents(
+                session, empty, lease, DocState.PROCESSING, code="no_text",
+                message="The document has no text to read (extraction produced nothing).",
+            )
+    claimed = [d for d in claimed if d.text.strip()]
+    groups = _reuse_existing(database_url, claimed, version, lease, report)
+    with _LeaseHeartbeat(database_url, lease, settings.lease_seconds) as beat:
+        batches = _batches(groups, tuning)
+        for index, batch in enumerate(batches):
+            untried = [g for b in batches[index:] for g in b]
+            if beat.lost:
+                log.warning("lease %s was taken over; dropping %d untried documents", lease, len(untried))
+                break
+            with session_scope(database_url) as session:
+                if active_version_id(session) != version.id:
+                    report.released += release_documents(session, [i for g in untried for i in g.ids], lease)
+                    log.info("active model changed; released %d documents for the new version", len(untried))
+                    break
+            outcomes = _predict_isolating(predictor, batch)
+            if len(batch) > 1 and all(o.error is not None for o in outcomes):
+                for o in outcomes:  # the same failure everywhere points at the model or the machine
+                    o.transient = True
+            _write(database_url, outcomes, version, lease, tuning, settings, report)
+
+
+def _reuse_existing(
+    database_url: str, claimed: list[ClaimedDocument], version: ModelVersion, lease: str, report: LoopReport
+) -> list[_Group]:
+    """Copy results computed for the same content by this model version; group the rest by content."""
+    with session_scope(database_url) as session:
+        existing = reusable_results(session, [d.sha256 for d in claimed], version.id)
+        copies = {d.id: _copy_values(existing[d.sha256]) for d in claimed if d.sha256 in existing}
+        written = complete_documents(session, lease, version.id, copies)
+    report.reused += len(written)
+    report.done += len(written)
+    by_sha: dict[str, list[ClaimedDocument]] = {}
+    for doc in claimed:
+        if doc.id not in copies:
+            by_sha.setdefault(doc.sha256, []).append(doc)
+    return [_Group(docs) for docs in by_sha.values()]
+
+
+def _batches(groups: list[_Group], tuning: JobTuning) -> list[list[_Group]]:
+    """Fresh documents in length-sorted batches under a document and token budget; suspects alone, last."""
+    fresh = sorted((g for g in groups if not g.suspect), key=lambda g: len(g.text))
+    batches: list[list[_Group]] = []
+    current: list[_Group] = []
+    tokens = 0
+    for group in fresh:
+        cost = max(1, len(group.text) // 4)
+        if current and (len(current) >= tuning.infer_batch_docs or tokens + cost > tuning.infer_batch_tokens):
+            batches.append(current)
+            current, tokens = [], 0
+        current.append(group)
+        tokens += cost
+    if current:
+        batches.append(current)
+    batches.extend([g] for g in groups if g.suspect)
+    return batches
+
+
+def _predict_isolating(predictor: Predictor, batch: list[_Group]) -> list[_Outcome]:
+    """Run a batch; on an exception split it in halves, recursively, so only the culprit fails."""
+    try:
+        predictions = predictor.run([g.text for g in batch])
+        if len(predictions) != len(batch):
+            raise RuntimeError(f"the pipeline returned {len(predictions)} predictions for {len(batch)} texts")
+        return [_Outcome(g, prediction=p) for g, p in zip(batch, predictions, strict=True)]
+    except Exception as exc:  # noqa: BLE001 - any model failure is handled per document below
+        if len(batch) == 1 or is_transient(exc):
+            if len(batch) > 1:
+                log.warning("transient failure on a batch of %d: %r", len(batch), exc)
+            return [_Outcome(g, error=exc, transient=is_transient(exc)) for g in batch]
+        middle = len(batch) // 2
+        return _predict_isolating(predictor, batch[:middle]) + _predict_isolating(predictor, batch[middle:])
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Failures that say nothing about the document: memory pressure, lost connections, timeouts."""
+    if isinstance(exc, MemoryError | ConnectionError | TimeoutError):
+        return True
+    name = type(exc).__name__
+    if name in ("OutOfMemoryError", "OperationalError", "InterfaceError", "DisconnectionError"):
+        return True
+    text = str(exc).lower()
+    return "out of memory" in text or "cublas_status_alloc_failed" in text
+
+
+def _write(
+    database_url: str,
+    outcomes: list[_Outcome],
+    version: ModelVersion,
+    lease: str,
+    tuning: JobTuning,
+    settings: Settings,
+    report: LoopReport,
+) -> None:
+    values = {
+        doc_id: result_values(o.prediction) for o in outcomes if o.error is None for doc_id in o.group.ids
+    }
+    with session_scope(database_url) as session:
+        written = complete_documents(session, lease, version.id, values)
+        report.done += len(written)
+        report.lease_lost += len(values) - len(written)
+        for o in outcomes:
+            if o.error is None:
+                continue
+            reason = f"{type(o.error).__name__}: {o.error}"
+            if o.transient:
+                states = retry_documents(
+                    session, o.group.ids, lease, delay_s=tuning.backoff(o.group.attempts),
+                    max_attempts=settings.max_attempts, code="inference_transient",
+                    message=f"The model could not process this document right now ({reason}).",
+                )
+                report.retried += sum(1 for s in states.values() if s == DocState.QUEUED.value)
+                report.failed += sum(1 for s in states.values() if s == DocState.FAILED.value)
+            else:
+                log.warning("document(s) %s failed in the model: %s", o.group.ids, reason)
+                report.failed += fail_documents(
+                    session, o.group.ids, lease, DocState.PROCESSING, code="inference_error",
+                    message=f"The model failed on this document ({reason}). Other documents were not "
+                            "affected; check that the file holds ordinary text.",
+                )
+
+
+def result_values(prediction: Any) -> dict[str, Any]:
+    """A ``DocumentPrediction`` (see docs/contracts.md) as the columns of a results row."""
+    data = prediction.to_dict()
+    topic = data.get("topic") or {}
+    emotions = sorted(data.get("emotions") or [], key=lambda e: -float(e.get("score", 0.0)))
+    return {
+        "summary": data.get("summary") or "",
+        "topic_label": topic.get("label"),
+        "topic_score": topic.get("score"),
+        "topic_scores": topic.get("scores") or {},
+        "emotions": emotions,
+        "emotion_labels": [e["label"] for e in emotions if e.get("selected")],
+        "timings": data.get("timings") or {},
+    }
+
+
+def _copy_values(result: Result) -> dict[str, Any]:
+    return {
+        "summary": result.summary,
+        "topic_label": result.topic_label,
+        "topic_score": result.topic_score,
+        "topic_scores": result.topic_scores,
+        "emotions": result.emotions,
+        "emotion_labels": result.emotion_labels,
+        "timings": {},
+        "reused_from_id": result.reused_from_id or result.id,
+    }
+
+
+class _LeaseHeartbeat:
+    """Extends the lease every third of its length while a claim is being worked on."""
+
+    def __init__(self, database_url: str, lease: str, lease_seconds: float):
+        self.database_url = database_url
+        self.lease = lease
+        self.lease_seconds = lease_seconds
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{lease}", daemon=True)
+
+    def __enter__(self) -> _LeaseHeartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        interval = max(self.lease_seconds / 3.0, 0.2)
+        while not self._stop.wait(interval):
+            started = time.monotonic()
+            try:
+                with session_scope(self.database_url) as session:
+                    held = heartbeat(session, self.lease, self.lease_seconds)
+            except Exception:  # noqa: BLE001 - a missed beat is retried; the lease has slack for two more
+                log.warning("lease heartbeat failed", exc_info=True)
+                continue
+            if held == 0 and not self._stop.is_set():
+                # every row is finished or was taken over; the loop checks ``lost`` before its next batch
+                self.lost = True
+            log.debug("heartbeat %s: %d rows, %.3fs", self.lease, held, time.monotonic() - started)
+

@@ -1,0 +1,109 @@
+"""Per-process worker state: settings, the database URL, and the loaded model (one per process).
+
+Built on first use in each process (after a fork, never inherited): the Celery signal
+``worker_process_init`` calls :func:`init_process`, which also loads the active model in workers that
+consume the infer queue, so the first batch does not pay for it.
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import Celery
+
+from db.models import ModelVersion
+from db.session import dispose_all, session_scope
+from db.versions import active_version
+from leximind.config import Settings, get_settings
+from workers.inference import Predictor
+from workers.tuning import JobTuning
+
+log = logging.getLogger(__name__)
+
+PredictorLoader = Callable[[str, str], Predictor]
+
+
+def load_pipeline(path: str, device: str) -> Predictor:
+    from model.pipeline import Pipeline
+
+    return Pipeline.from_artifact(path, device=device)
+
+
+class PredictorCache:
+    """Holds the predictor of one model version; loading another version replaces (and frees) it."""
+
+    def __init__(self, device: str, loader: PredictorLoader = load_pipeline):
+        self.device = device
+        self.loader = loader
+        self.version_id: int | None = None
+        self.predictor: Predictor | None = None
+
+    def __call__(self, version: ModelVersion) -> Predictor:
+        if self.predictor is None or self.version_id != version.id:
+            self.predictor, self.version_id = None, None
+            gc.collect()
+            log.info("loading model version %s from %s on %s", version.name, version.path, self.device)
+            self.predictor = self.loader(version.path, self.device)
+            self.version_id = version.id
+        return self.predictor
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    tuning: JobTuning
+    database_url: str
+    worker_name: str
+    predictors: PredictorCache
+    pid: int = field(default_factory=os.getpid)
+
+
+_runtime: Runtime | None = None
+
+
+def database_url(settings: Settings) -> str:
+    if not settings.database_url:
+        raise RuntimeError(
+            "DATABASE_URL is not set. Start workers with `leximind worker` (it finds or starts the database "
+            "and passes it on) or set DATABASE_URL=postgresql://user@host/db."
+        )
+    return settings.database_url
+
+
+def get_runtime() -> Runtime:
+    global _runtime
+    if _runtime is None or _runtime.pid != os.getpid():
+        settings = get_settings()
+        _runtime = Runtime(
+            settings=settings,
+            tuning=JobTuning(),
+            database_url=database_url(settings),
+            worker_name=f"{socket.gethostname()}:{os.getpid()}",
+            predictors=PredictorCache(settings.device),
+        )
+    return _runtime
+
+
+def init_process(celery: Celery, *, load_model: bool) -> Runtime:
+    """A fresh worker process: drop pooled connections inherited from the parent, then warm up."""
+    global _runtime
+    dispose_all()
+    _runtime = None
+    runtime = get_runtime()
+    if load_model:
+        with session_scope(runtime.database_url) as session:
+            version = active_version(session)
+        if version is not None:
+            runtime.predictors(version)
+    return runtime
+
+
+def consumes(celery: Celery, queue: str) -> bool:
+    """Whether this worker process reads ``queue`` (``-Q``/``--queues``; every queue when not given)."""
+    selected: Any = celery.amqp.queues.consume_from
+    return queue in selected

@@ -1,0 +1,64 @@
+"""Thin Celery tasks: parse ids, call a plain function, return a small JSON summary (for the logs).
+
+Each task has a stable explicit name (``leximind.queues``); the web enqueues by that name only.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from leximind.messaging import clear_infer_pending, wake_infer
+from leximind.queues import TASK_EXTRACT, TASK_INFER, TASK_SWEEP, TASK_TRAIN
+from workers.celery_app import app
+
+log = logging.getLogger(__name__)
+
+
+@app.task(name=TASK_EXTRACT)
+def extract_document(document_id: int) -> str:
+    from workers.extract_step import ExtractOutcome
+    from workers.extract_step import extract_document as extract
+    from workers.runtime import get_runtime
+
+    rt = get_runtime()
+    outcome = extract(rt.database_url, int(document_id), settings=rt.settings, tuning=rt.tuning,
+                      worker_name=rt.worker_name)
+    if outcome is ExtractOutcome.QUEUED:
+        wake_infer(app)
+    return outcome.value
+
+
+@app.task(name=TASK_INFER)
+def infer_wakeup() -> dict:
+    from workers.inference import process_queue
+    from workers.model_resolution import ensure_model
+    from workers.runtime import get_runtime
+
+    rt = get_runtime()
+    clear_infer_pending(app)  # from here on, a newly queued document sends a fresh wake-up
+    if ensure_model(rt.database_url, rt.settings, app) is None:
+        return {"no_model": True}
+    report = process_queue(rt.database_url, rt.predictors, settings=rt.settings, tuning=rt.tuning,
+                           worker_name=rt.worker_name, on_full_claim=lambda: wake_infer(app))
+    return dataclasses.asdict(report)
+
+
+@app.task(name=TASK_SWEEP)
+def sweep() -> dict:
+    from workers.runtime import get_runtime
+    from workers.sweeper import sweep as run_sweep
+
+    rt = get_runtime()
+    counts = run_sweep(rt.database_url, app, settings=rt.settings, tuning=rt.tuning)
+    return dataclasses.asdict(counts) | {"extract_wakeups": len(counts.extract_wakeups)}
+
+
+@app.task(name=TASK_TRAIN)
+def run_training(run_id: int) -> None:
+    from workers.runtime import get_runtime
+    from workers.training_job import run_training_run
+
+    rt = get_runtime()
+    run_training_run(rt.database_url, int(run_id), rt.settings)
+    # a new version may be active now: documents waiting for a model can go
+    wake_infer(app, force=True)
