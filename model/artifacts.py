@@ -71,8 +71,12 @@ def save_artifact(
     *,
     parent: str | None = None,
     extra_manifest: dict[str, Any] | None = None,
+    extra_files: dict[str, str | Path] | None = None,
 ) -> Path:
-    """Write a version folder atomically and return its path. An existing folder is never overwritten."""
+    """Write a version folder atomically and return its path. An existing folder is never overwritten.
+
+    extra_files (name -> source path: plots, reports) are copied in and checksummed like the rest.
+    """
     folder = Path(folder).resolve()
     if folder.exists():
         raise ArtifactError(f"{folder} already exists; a model version is never overwritten, pick a new name")
@@ -85,6 +89,10 @@ def save_artifact(
         tokenizer.save_pretrained(staging)
         _write_json(staging / "labels.json", labels)
         _write_json(staging / "metrics.json", metrics)
+        for name, source in (extra_files or {}).items():
+            if Path(name).name != name or name == MANIFEST or (staging / name).exists():
+                raise ArtifactError(f"extra file name {name!r} is not allowed in a version folder")
+            shutil.copyfile(source, staging / name)
         missing = [name for name in REQUIRED_FILES if not (staging / name).is_file()]
         if missing:
             raise ArtifactError(f"saving the model did not produce {missing} in {staging}")
