@@ -10,8 +10,9 @@ import hashlib
 import mimetypes
 import posixpath
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -50,6 +51,7 @@ def create_job(
     session.add(job)
     session.flush()
     blob_ids = _store_blobs(session, owner_id, files)
+    now = datetime.now(UTC)  # a Python value, so the returned rows stay readable after the session closes
     documents = []
     for upload in files:
         sha = hashlib.sha256(upload.data).hexdigest()
@@ -65,7 +67,7 @@ def create_job(
                 size_bytes=len(upload.data),
                 state=DocState.UPLOADED.value,
                 attempts=0,
-                wakeup_sent_at=func.now(),
+                wakeup_sent_at=now,
             )
         )
     session.add_all(documents)

@@ -51,7 +51,7 @@ def _resolve_locked(database_url: str, settings: Settings, celery: Celery) -> Mo
         if version is not None or starter_run(session) is not None:
             return version
     try:
-        folder = import_base_model(settings.base_model, settings.models_dir)
+        folder, source = import_base_model(settings.base_model, settings.models_dir)
     except Exception as exc:  # noqa: BLE001 - any failure to get the base model leads to the starter run
         log.warning("base model %r is not available (%s); starting the starter training run",
                     settings.base_model, exc)
@@ -59,7 +59,7 @@ def _resolve_locked(database_url: str, settings: Settings, celery: Celery) -> Mo
     from model.artifacts import manifest_sha256
 
     with session_scope(database_url) as session:
-        version = register_version(session, path=str(folder), source="base", activate=True,
+        version = register_version(session, path=str(folder), source=source, activate=True,
                                    manifest_sha256=manifest_sha256(folder),
                                    metrics={"imported_from": settings.base_model})
     log.info("imported base model %s as %s at %s", settings.base_model, version.name, folder)
@@ -76,22 +76,30 @@ def _start_starter_run(database_url: str, celery: Celery, *, reason: str) -> Non
     return None
 
 
-def import_base_model(source: str, models_dir: Path) -> Path:
-    """Read a FLAN-T5 checkpoint (folder or hub id) and save it as a LexiMind artifact under models_dir."""
-    from model import Tokenizer, load_pretrained
-    from model.artifacts import goemotions_labels, save_artifact, shared_data_dir
+def import_base_model(source: str, models_dir: Path) -> tuple[Path, str]:
+    """The first version's folder and its ``source`` kind.
 
+    A LexiMind artifact folder (it has a manifest) is verified and registered where it is ("import"); a
+    FLAN-T5 checkpoint (folder or hub id) is read and saved as an artifact under models_dir ("base").
+    """
+    from model import Tokenizer, load_pretrained
+    from model.artifacts import MANIFEST, goemotions_labels, save_artifact, shared_data_dir, verify_artifact
+
+    local = Path(source)
+    if (local / MANIFEST).is_file():
+        verify_artifact(local)
+        return local.resolve(), "import"
     topic_labels = _default_topic_labels()
     emotion_labels = goemotions_labels()
     model = load_pretrained(source, topic_labels=topic_labels, emotion_labels=emotion_labels)
-    local = Path(source)
     tokenizer_dir = local if local.is_dir() and any((local / f).exists() for f in TOKENIZER_FILES) else (
         shared_data_dir() / "tokenizer"
     )
     tokenizer = Tokenizer.from_folder(tokenizer_dir)
     labels = {"topic": list(topic_labels), "emotion": list(emotion_labels), "heads_trained": False}
     target = _free_folder(models_dir, "base")
-    return save_artifact(target, model, tokenizer, labels, {}, extra_manifest={"source": "base", "from": source})
+    folder = save_artifact(target, model, tokenizer, labels, {}, extra_manifest={"source": "base", "from": source})
+    return folder, "base"
 
 
 def _default_topic_labels() -> tuple[str, ...]:

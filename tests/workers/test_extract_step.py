@@ -1,0 +1,74 @@
+"""The extraction step against the real database: verdicts fail at once, crashes retry then fail."""
+from __future__ import annotations
+
+from sqlalchemy import func, update
+
+from db.models import DocState, Document
+from db.session import session_scope
+from db.uploads import UploadedFile, create_job
+from tests.workers.conftest import documents
+from workers.extract_step import ExtractOutcome, extract_document
+from workers.extraction import ExtractionError
+
+
+def upload(url: str, owner_id: int, files: dict[str, bytes]) -> list[int]:
+    with session_scope(url) as session:
+        _, docs = create_job(session, owner_id, [UploadedFile(name, data) for name, data in files.items()])
+        return [d.id for d in docs]
+
+
+def run(settings, tuning, document_id, **kwargs):
+    return extract_document(settings.database_url, document_id, settings=settings, tuning=tuning,
+                            worker_name="test-extractor", **kwargs)
+
+
+def test_text_file_is_extracted_and_queued(settings, tuning, make_user):
+    [doc_id] = upload(settings.database_url, make_user(), {"notes.md": b"# Budget\n\nThe council met on Monday."})
+    assert run(settings, tuning, doc_id) is ExtractOutcome.QUEUED
+    doc = documents(settings.database_url)[doc_id]
+    assert doc.state == DocState.QUEUED.value
+    assert "council met" in doc.text and doc.title == "Budget"
+    assert doc.attempts == 0 and doc.lease_owner is None and doc.queued_at is not None
+    assert run(settings, tuning, doc_id) is ExtractOutcome.SKIPPED  # a duplicate message is a no-op
+
+
+def test_unreadable_file_fails_with_the_extractors_reason(settings, tuning, make_user):
+    [doc_id] = upload(settings.database_url, make_user(), {"broken.pdf": b"%PDF-1.7\n%%EOF\n"})
+    assert run(settings, tuning, doc_id) is ExtractOutcome.FAILED
+    doc = documents(settings.database_url)[doc_id]
+    assert doc.state == DocState.FAILED.value
+    assert doc.error_code in ("corrupt_file", "no_text")
+    assert doc.error_message and doc.finished_at is not None
+
+
+def test_a_crash_retries_with_backoff_then_fails(settings, tuning, make_user):
+    [doc_id] = upload(settings.database_url, make_user(), {"a.txt": b"fine text"})
+
+    def crashing(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    tuning.retry_base_s = tuning.retry_max_s = 3600.0
+    assert run(settings, tuning, doc_id, extractor=crashing) is ExtractOutcome.RETRY
+    doc = documents(settings.database_url)[doc_id]
+    assert doc.state == DocState.UPLOADED.value and doc.error_code == "extraction_crashed"
+    assert doc.next_attempt_at is not None and doc.wakeup_sent_at is None
+    assert run(settings, tuning, doc_id, extractor=crashing) is ExtractOutcome.SKIPPED  # still backing off
+    for _ in range(settings.max_attempts - 1):
+        with session_scope(settings.database_url) as session:
+            session.execute(update(Document).values(next_attempt_at=func.now()))
+        outcome = run(settings, tuning, doc_id, extractor=crashing)
+    assert outcome is ExtractOutcome.FAILED
+    doc = documents(settings.database_url)[doc_id]
+    assert doc.state == DocState.FAILED.value and "No space left" in doc.error_message
+    assert f"gave up after {settings.max_attempts} attempts" in doc.error_message
+
+
+def test_extraction_error_is_not_retried(settings, tuning, make_user):
+    [doc_id] = upload(settings.database_url, make_user(), {"scan.pdf": b"%PDF-1.4 ..."})
+
+    def image_only(*args, **kwargs):
+        raise ExtractionError("no_text_layer", "This PDF is a scan without a text layer.")
+
+    assert run(settings, tuning, doc_id, extractor=image_only) is ExtractOutcome.FAILED
+    doc = documents(settings.database_url)[doc_id]
+    assert (doc.state, doc.error_code, doc.attempts) == (DocState.FAILED.value, "no_text_layer", 1)
