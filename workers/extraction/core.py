@@ -23,6 +23,7 @@ _FORMAT_NAMES: dict[str, str] = {
     "docx": "Word document",
 }
 _MAX_TITLE_CHARS = 300
+_RAW_CHARS_PER_KEPT_CHAR = 4
 
 
 def extract_in_process(
@@ -74,7 +75,10 @@ def check_size(data: bytes, limits: ExtractionLimits) -> None:
 
 def finish(raw: Extracted, limits: ExtractionLimits) -> Extracted:
     """Clean, refuse empty text, cut to max_chars; the shape every reader's output ends in."""
-    text = clean_text(raw.text)
+    # Cleaning only shrinks text (whitespace, controls); reading more than a few times the limit would
+    # only help a document that is mostly whitespace, and costs seconds on a 20 MB upload.
+    raw_cap = _RAW_CHARS_PER_KEPT_CHAR * limits.max_chars
+    text = clean_text(raw.text[:raw_cap])
     if not text:
         raise ExtractionError(
             "no_text",
@@ -83,6 +87,7 @@ def finish(raw: Extracted, limits: ExtractionLimits) -> Extracted:
         )
     full_length = len(text)
     text, cut = truncate(text, limits.max_chars)
+    cut = cut or len(raw.text) > raw_cap
     warnings = [clean_text(w) for w in raw.warnings]
     if cut:
         warnings.append(

@@ -16,14 +16,17 @@ _FRONT_MATTER_TITLE = re.compile(r"^title:[ \t]*([^\n]+)", re.MULTILINE)
 _ATX_H1 = re.compile(r"^[ ]{0,3}#[ \t]+([^\n]+)", re.MULTILINE)
 _SETEXT_H1 = re.compile(r"^([^\n]+)\n=+[ \t]*$", re.MULTILINE)
 
-# (pattern, replacement), applied in order.
+# (pattern, replacement), applied in order. Spans exclude the bracket that would start the next attempt, so
+# "![![![..." or "[a](x[a](x..." costs one step per character instead of one bounded scan per character.
 _MARKDOWN_TO_PROSE: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^[ ]{0,3}(?:```|~~~)[^\n]*", re.MULTILINE), ""),  # code fences (the code stays)
-    (re.compile(r"^[ ]{0,3}\[[^\]\n]{1,500}\]:[ \t]*\S[^\n]*", re.MULTILINE), ""),  # link definitions
-    (re.compile(r"!\[([^\]\n]{0,500})\]\([^)\n]{0,2000}\)"), r"\1"),  # images -> alt text
-    (re.compile(r"\[([^\]\n]{0,500})\]\([^)\n]{0,2000}\)"), r"\1"),  # inline links -> link text
-    (re.compile(r"\[([^\]\n]{1,500})\]\[[^\]\n]{0,500}\]"), r"\1"),  # reference links -> link text
-    (re.compile(r"<(https?://[^>\s]{1,2000})>"), r"\1"),  # autolinks
+    (re.compile(r"^[ ]{0,3}\[[^\[\]\n]{1,500}\]:[ \t]*\S[^\n]*", re.MULTILINE), ""),  # link definitions
+    (
+        re.compile(r"!?\[([^\[\]\n]{0,500})\]\([^()\[\]\s]{0,2000}(?:\s+\"[^\"\n]{0,200}\")?\)"),
+        r"\1",
+    ),  # links, images
+    (re.compile(r"\[([^\[\]\n]{1,500})\]\[[^\[\]\n]{0,500}\]"), r"\1"),  # reference links -> link text
+    (re.compile(r"<(https?://[^<>\s]{1,2000})>"), r"\1"),  # autolinks
     (re.compile(r"</?[A-Za-z][A-Za-z0-9-]{0,30}(?:\s[^<>\n]{0,1000})?/?>"), ""),  # inline HTML tags
     (re.compile(r"^[ ]{0,3}#{1,6}[ \t]+", re.MULTILINE), ""),  # ATX heading markers
     (re.compile(r"^[ ]{0,3}(?:=+|-{3,}|\*{3,}|_{3,})[ \t]*$", re.MULTILINE), ""),  # setext underlines, rules

@@ -1,0 +1,34 @@
+"""Fixtures for the extraction tests: the shared real-world documents and sandboxes to run them in."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from workers.extraction import Sandbox
+
+HOSTILE_CHILD = Path(__file__).with_name("hostile_child.py")
+
+
+@pytest.fixture(scope="session")
+def documents(shared_data: Path) -> Path:
+    folder = shared_data / "documents"
+    assert folder.is_dir(), f"{folder} is missing"
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    box = Sandbox()
+    yield box
+    box.close()
+
+
+@pytest.fixture()
+def hostile_sandbox() -> Iterator[Sandbox]:
+    box = Sandbox(command=[sys.executable, str(HOSTILE_CHILD)])
+    yield box
+    box.close()
