@@ -1,0 +1,409 @@
+"""The ``leximind`` command: run everything, or one part (web, worker, beat), and the admin chores.
+
+With no DATABASE_URL / BROKER_URL in the environment, every subcommand uses the embedded PostgreSQL and
+Redis under LEXIMIND_DATA_DIR (started on first use, shared by every process on the machine) and passes
+the URLs on to the processes it starts.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from leximind.config import Settings, get_settings
+from leximind.queues import ALL_QUEUES, QUEUE_EXTRACT, QUEUE_INFER, QUEUE_MAINTENANCE, QUEUE_TRAIN
+
+log = logging.getLogger("leximind")
+
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 5000
+FIRST_ADMIN_EMAIL = "admin@localhost.localdomain"
+SHUTDOWN_GRACE_S = 30.0
+
+
+# --------------------------------------------------------------------------------------------- services
+@dataclass
+class Services:
+    database_url: str
+    broker_url: str
+    started: list[str] = field(default_factory=list)  # "postgres" / "redis" when this process started them
+
+
+def prepare_services(settings: Settings) -> Services:
+    """The configured URLs, else the embedded servers; exported so child processes use the same ones."""
+    from leximind import services
+
+    started = []
+    database_url = settings.database_url
+    if not database_url:
+        was_running = _embedded_postgres_pid(settings.data_dir) is not None
+        database_url = services.start_embedded_postgres(settings.data_dir)
+        if not was_running:
+            started.append("postgres")
+    broker_url = settings.broker_url
+    if not broker_url:
+        was_running = _embedded_redis_pid(settings.data_dir) is not None
+        broker_url = services.start_embedded_redis(settings.data_dir)
+        if not was_running:
+            started.append("redis")
+    os.environ["DATABASE_URL"] = settings.database_url = database_url
+    os.environ["BROKER_URL"] = settings.broker_url = broker_url
+    os.environ.setdefault("LEXIMIND_DATA_DIR", str(settings.data_dir))
+    return Services(database_url, broker_url, started)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _embedded_postgres_pid(data_dir: Path) -> int | None:
+    pid_file = data_dir / "postgres" / "postmaster.pid"
+    if pid_file.exists():
+        pid = int(pid_file.read_text().split("\n", 1)[0] or 0)
+        if pid and _pid_alive(pid):
+            return pid
+    return None
+
+
+def _embedded_redis_pid(data_dir: Path) -> int | None:
+    pid_file = data_dir / "redis" / "redis.pid"
+    if pid_file.exists():
+        text = pid_file.read_text().strip()
+        if text and _pid_alive(int(text)):
+            return int(text)
+    return None
+
+
+def stop_embedded(settings: Settings, which: list[str]) -> None:
+    """Stop the embedded servers this process started (PostgreSQL: fast shutdown; Redis: SIGTERM)."""
+    for name, pid in (("redis", _embedded_redis_pid(settings.data_dir)),
+                      ("postgres", _embedded_postgres_pid(settings.data_dir))):
+        if name in which and pid is not None:
+            os.kill(pid, signal.SIGINT if name == "postgres" else signal.SIGTERM)
+            deadline = time.monotonic() + 20
+            while _pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            log.info("stopped embedded %s", name)
+
+
+# --------------------------------------------------------------------------------------------- commands
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from db.migrate import upgrade
+
+    services = prepare_services(settings)
+    upgrade(services.database_url)
+    log.info("database is at the latest schema")
+    return 0
+
+
+def cmd_create_user(args: argparse.Namespace, settings: Settings) -> int:
+    from db.accounts import AccountError, create_user, issue_token
+    from db.models import Role
+    from db.session import session_scope
+
+    services = prepare_services(settings)
+    password = args.password or secrets.token_urlsafe(12)
+    try:
+        with session_scope(services.database_url) as session:
+            user = create_user(session, args.email, password, Role.ADMIN.value if args.admin else Role.USER.value)
+            token = issue_token(session, user.id, "created by leximind create-user")
+    except AccountError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    _print_credentials(user.email, password if not args.password else None, token.secret, admin=args.admin)
+    return 0
+
+
+def ensure_first_admin(database_url: str) -> None:
+    """On a fresh database, create an admin and print how to sign in (the only time it is shown)."""
+    from db.accounts import count_admins, create_user, issue_token
+    from db.models import Role
+    from db.session import session_scope
+
+    with session_scope(database_url) as session:
+        if count_admins(session) > 0:
+            return
+        password = secrets.token_urlsafe(12)
+        user = create_user(session, FIRST_ADMIN_EMAIL, password, Role.ADMIN.value)
+        token = issue_token(session, user.id, "first admin")
+    _print_credentials(user.email, password, token.secret, admin=True, first=True)
+
+
+def _print_credentials(email: str, password: str | None, token: str, *, admin: bool, first: bool = False) -> None:
+    kind = "admin" if admin else "user"
+    lines = [f"{'First ' if first else ''}{kind} account (shown once; keep it somewhere safe):",
+             f"  email:     {email}"]
+    if password:
+        lines.append(f"  password:  {password}")
+    lines += [f"  API token: {token}", f"  use it as: Authorization: Bearer {token}"]
+    print("\n".join(lines), flush=True)
+
+
+def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
+    prepare_services(settings)
+    if args.dev:
+        from webapp import create_app
+
+        create_app().run(host=args.host, port=args.port, threaded=True)
+        return 0
+    command = [sys.executable, "-m", "gunicorn", "--bind", f"{args.host}:{args.port}",
+               "--workers", str(args.workers), "--threads", "4", "--timeout", "120",
+               "--access-logfile", "-", "webapp:create_app()"]
+    os.execv(sys.executable, command)
+    return 0  # not reached
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    prepare_services(settings)
+    from workers.celery_app import app
+
+    queues = ",".join(args.queues)
+    unknown = set(args.queues) - set(ALL_QUEUES)
+    if unknown:
+        print(f"error: unknown queue(s) {sorted(unknown)}; use some of {list(ALL_QUEUES)}", file=sys.stderr)
+        return 2
+    concurrency = args.concurrency or (1 if {QUEUE_INFER, QUEUE_TRAIN} & set(args.queues) else os.cpu_count())
+    argv = ["worker", "-Q", queues, "-c", str(concurrency), "-n", f"{args.name or queues.replace(',', '+')}@%h",
+            "--without-mingle", "--without-gossip", "-l", args.loglevel]
+    app.worker_main(argv)
+    return 0
+
+
+def cmd_beat(args: argparse.Namespace, settings: Settings) -> int:
+    prepare_services(settings)
+    from workers.celery_app import app
+
+    app.start(["beat", "-l", args.loglevel])
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    """Everything on one machine: services, migrations, first admin, web, workers for every queue, beat."""
+    from db.migrate import upgrade
+
+    services = prepare_services(settings)
+    upgrade(services.database_url)
+    ensure_first_admin(services.database_url)
+    me = [sys.executable, "-m", "leximind.cli"]
+    extract_concurrency = str(args.extract_workers or max(1, (os.cpu_count() or 2) // 2))
+    children = Supervisor([
+        ("web", me + ["web", "--host", args.host, "--port", str(args.port), "--workers", "2"]),
+        ("extract", me + ["worker", "-Q", f"{QUEUE_EXTRACT},{QUEUE_MAINTENANCE}", "-c", extract_concurrency]),
+        ("infer", me + ["worker", "-Q", QUEUE_INFER, "-c", "1"]),
+        ("train", me + ["worker", "-Q", QUEUE_TRAIN, "-c", "1"]),
+        ("beat", me + ["beat"]),
+    ])
+    print(f"LexiMind is starting on http://{args.host}:{args.port}  (Ctrl-C stops everything)", flush=True)
+    try:
+        children.run()
+    finally:
+        if not args.keep_services:
+            stop_embedded(settings, services.started)
+    return 0
+
+
+class Supervisor:
+    """Starts the child processes, restarts one that dies, and stops them all on Ctrl-C or SIGTERM."""
+
+    def __init__(self, commands: list[tuple[str, list[str]]]):
+        self.commands = dict(commands)
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.stopping = False
+
+    def run(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._stop)
+        for name in self.commands:
+            self._start(name)
+        restarts: dict[str, list[float]] = {name: [] for name in self.commands}
+        try:
+            while not self.stopping:
+                time.sleep(0.5)
+                for name, proc in list(self.procs.items()):
+                    if proc.poll() is None or self.stopping:
+                        continue
+                    recent = [t for t in restarts[name] if time.monotonic() - t < 60] + [time.monotonic()]
+                    restarts[name] = recent
+                    if len(recent) > 5:
+                        log.error("%s exited %d times within a minute (last code %s); stopping",
+                                  name, len(recent), proc.returncode)
+                        self.stopping = True
+                        break
+                    log.warning("%s exited with code %s; restarting it", name, proc.returncode)
+                    time.sleep(1)
+                    self._start(name)
+        finally:
+            self._shutdown()
+
+    def _start(self, name: str) -> None:
+        self.procs[name] = subprocess.Popen(self.commands[name])
+
+    def _stop(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    def _shutdown(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)  # Celery: warm shutdown; gunicorn: graceful
+        deadline = time.monotonic() + SHUTDOWN_GRACE_S
+        for name, proc in self.procs.items():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in time; killing it", name)
+                proc.kill()
+                proc.wait()
+
+
+def cmd_import_dataset(args: argparse.Namespace, settings: Settings) -> int:
+    """Upload a folder of files, or the rows of a CSV / JSONL file, as documents of one or more jobs."""
+    from db.accounts import get_user_by_email
+    from db.session import session_scope
+    from db.uploads import create_job
+    from leximind.messaging import make_celery, wake_extract
+
+    services = prepare_services(settings)
+    with session_scope(services.database_url) as session:
+        owner = get_user_by_email(session, args.owner)
+        if owner is None:
+            print(f"error: no user {args.owner!r}; create one with `leximind create-user`", file=sys.stderr)
+            return 1
+        owner_id = owner.id
+    celery = make_celery(services.broker_url)
+    total, jobs = 0, []
+    for chunk in _chunks(dataset_files(Path(args.path), args.text_column, args.limit), args.per_job):
+        with session_scope(services.database_url) as session:
+            job, documents = create_job(session, owner_id, chunk)
+            ids = [d.id for d in documents]
+        wake_extract(celery, ids)
+        total += len(ids)
+        jobs.append(job.id)
+    print(json.dumps({"documents": total, "jobs": jobs}), flush=True)
+    return 0
+
+
+def dataset_files(path: Path, text_column: str | None, limit: int | None) -> Iterator:
+    from db.uploads import UploadedFile
+
+    count = 0
+
+    def rows() -> Iterator[UploadedFile]:
+        if path.is_dir():
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                yield UploadedFile(file.name, file.read_bytes())
+        elif path.suffix == ".jsonl":
+            with path.open(encoding="utf-8") as handle:
+                for n, line in enumerate(handle, 1):
+                    if line.strip():
+                        yield UploadedFile(f"{path.stem}-{n}.txt", json.loads(line)[text_column or "text"].encode())
+        elif path.suffix == ".csv":
+            with path.open(encoding="utf-8", newline="") as handle:
+                for n, row in enumerate(csv.reader(handle), 1):
+                    text = row[int(text_column)] if text_column is not None else "\n".join(row[1:] or row)
+                    yield UploadedFile(f"{path.stem}-{n}.txt", text.replace("\\n", "\n").encode())
+        else:
+            yield UploadedFile(path.name, path.read_bytes())
+
+    for upload in rows():
+        if limit is not None and count >= limit:
+            return
+        count += 1
+        yield upload
+
+
+def _chunks(items: Iterator, size: int) -> Iterator[list]:
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+# --------------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="leximind", description=__doc__.split("\n", 1)[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="start everything: embedded services, migrations, web, workers, beat")
+    run.add_argument("--host", default=DEFAULT_HOST)
+    run.add_argument("--port", type=int, default=DEFAULT_PORT)
+    run.add_argument("--extract-workers", type=int, default=None, help="extraction processes (default: cores/2)")
+    run.add_argument("--keep-services", action="store_true", help="leave embedded PostgreSQL/Redis running")
+    run.set_defaults(func=cmd_run)
+
+    web = sub.add_parser("web", help="serve the web app and API (gunicorn)")
+    web.add_argument("--host", default=DEFAULT_HOST)
+    web.add_argument("--port", type=int, default=DEFAULT_PORT)
+    web.add_argument("--workers", type=int, default=2)
+    web.add_argument("--dev", action="store_true", help="Flask's development server instead of gunicorn")
+    web.set_defaults(func=cmd_web)
+
+    worker = sub.add_parser("worker", help="a Celery worker for some queues")
+    worker.add_argument("-Q", "--queues", type=lambda s: [q for q in s.split(",") if q], default=list(ALL_QUEUES),
+                        help=f"comma-separated, from {','.join(ALL_QUEUES)} (default: all)")
+    worker.add_argument("-c", "--concurrency", type=int, default=None,
+                        help="processes (default: 1 for infer/train, else the number of cores)")
+    worker.add_argument("-n", "--name", default=None)
+    worker.add_argument("-l", "--loglevel", default="info")
+    worker.set_defaults(func=cmd_worker)
+
+    beat = sub.add_parser("beat", help="the scheduler that runs the sweeper")
+    beat.add_argument("-l", "--loglevel", default="info")
+    beat.set_defaults(func=cmd_beat)
+
+    sub.add_parser("migrate", help="bring the database to the latest schema").set_defaults(func=cmd_migrate)
+
+    user = sub.add_parser("create-user", help="create a user (or an admin) and print an API token")
+    user.add_argument("--email", required=True)
+    user.add_argument("--admin", action="store_true")
+    user.add_argument("--password", default=None, help="default: generate one and print it")
+    user.set_defaults(func=cmd_create_user)
+
+    dataset = sub.add_parser("import-dataset",
+                             help="upload a folder of files, or the rows of a .csv/.jsonl, for processing")
+    dataset.add_argument("path")
+    dataset.add_argument("--owner", required=True, help="email of the user the documents belong to")
+    dataset.add_argument("--text-column", default=None,
+                         help="CSV: column index (default: all but the first, joined); JSONL: key (default: text)")
+    dataset.add_argument("--limit", type=int, default=None)
+    dataset.add_argument("--per-job", type=int, default=500, help="documents per job")
+    dataset.set_defaults(func=cmd_import_dataset)
+
+    try:
+        from leximind.cli_model import register
+    except ImportError:
+        pass  # the model commands are not installed in this build
+    else:
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    if getattr(args, "func", None) is None:
+        return 2
+    return int(args.func(args, settings) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
