@@ -1,0 +1,382 @@
+"""The read side people see: history of documents, job progress with queue position and ETA, feedback.
+
+History is keyset-paginated on (sort key, id), so the thousandth page costs what the first one costs; each
+document's latest result is a LATERAL lookup through results(document_id). Everything is scoped to an owner.
+Callers own the session.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import Select, asc, desc, func, select, true, tuple_
+from sqlalchemy.orm import Session
+
+from db.jobs import JobProgress
+from db.models import DocState, Document, Feedback, Job, ModelVersion, Result
+
+WAITING_STATES = (DocState.UPLOADED.value, DocState.EXTRACTING.value, DocState.QUEUED.value,
+                  DocState.PROCESSING.value)
+FINISHED_STATES = (DocState.DONE.value, DocState.FAILED.value)
+COUNT_CAP = 10_000          # "10,000+" beyond this: an exact count of a huge filtered set is not worth a scan
+QUEUE_COUNT_CAP = 100_000
+THROUGHPUT_SAMPLE = 200     # finished documents the throughput estimate looks at
+THROUGHPUT_WINDOW_S = 600   # finishes older than this say nothing about the speed now
+
+# sort name -> (column, direction)
+SORTS = {
+    "newest": (Document.created_at, desc),
+    "oldest": (Document.created_at, asc),
+    "name": (Document.filename, asc),
+    "name_desc": (Document.filename, desc),
+}
+
+
+class HistoryError(ValueError):
+    """A bad filter, sort or cursor; the message says what to change."""
+
+
+@dataclass
+class HistoryFilter:
+    owner_id: int
+    q: str = ""                       # web-search syntax over title, file name and text
+    topic: str | None = None
+    emotion: str | None = None
+    state: str | None = None
+    date_from: date | None = None     # inclusive, by upload day (UTC)
+    date_to: date | None = None       # inclusive
+    model_version: str | None = None  # version name of the latest result
+    sort: str = "newest"
+
+    def __post_init__(self) -> None:
+        if self.sort not in SORTS:
+            raise HistoryError(f"Unknown sort {self.sort!r}; use one of: {', '.join(SORTS)}.")
+        if self.state and self.state not in {s.value for s in DocState}:
+            raise HistoryError(f"Unknown state {self.state!r}; use one of: {', '.join(s.value for s in DocState)}.")
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            raise HistoryError("The start date is after the end date; swap them.")
+
+
+@dataclass
+class HistoryRow:
+    id: int
+    job_id: int
+    filename: str
+    title: str | None
+    state: str
+    error_code: str | None
+    error_message: str | None
+    size_bytes: int
+    created_at: datetime
+    finished_at: datetime | None
+    result_id: int | None
+    summary: str | None
+    topic_label: str | None
+    topic_score: float | None
+    emotion_labels: list[str]
+    model_version: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "job_id": self.job_id, "filename": self.filename, "title": self.title,
+            "state": self.state,
+            "error": {"code": self.error_code, "message": self.error_message} if self.error_code else None,
+            "size_bytes": self.size_bytes, "created_at": _iso(self.created_at),
+            "finished_at": _iso(self.finished_at), "summary": self.summary,
+            "topic": ({"label": self.topic_label, "score": self.topic_score} if self.topic_label else None),
+            "emotions": self.emotion_labels, "model_version": self.model_version,
+        }
+
+
+@dataclass
+class HistoryPage:
+    rows: list[HistoryRow]
+    next_cursor: str | None   # further along in the chosen order
+    prev_cursor: str | None   # back towards the start
+    total: int
+    total_capped: bool        # total is a lower bound (COUNT_CAP reached)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _latest_result():
+    return (
+        select(Result.id.label("result_id"), Result.summary, Result.topic_label, Result.topic_score,
+               Result.emotion_labels, Result.model_version_id)
+        .where(Result.document_id == Document.id)
+        .order_by(Result.id.desc())
+        .limit(1)
+        .correlate(Document)
+        .lateral("latest")
+    )
+
+
+def _filtered(flt: HistoryFilter) -> Select:
+    latest = _latest_result()
+    stmt = (
+        select(Document.id, Document.job_id, Document.filename, Document.title, Document.state,
+               Document.error_code, Document.error_message, Document.size_bytes, Document.created_at,
+               Document.finished_at, latest.c.result_id, latest.c.summary, latest.c.topic_label,
+               latest.c.topic_score, latest.c.emotion_labels, ModelVersion.name.label("model_version"))
+        .select_from(Document)
+        .outerjoin(latest, true())
+        .outerjoin(ModelVersion, ModelVersion.id == latest.c.model_version_id)
+        .where(Document.owner_id == flt.owner_id)
+    )
+    if flt.q.strip():
+        stmt = stmt.where(Document.search.op("@@")(func.websearch_to_tsquery("english", flt.q.strip())))
+    if flt.state:
+        stmt = stmt.where(Document.state == flt.state)
+    if flt.topic:
+        stmt = stmt.where(latest.c.topic_label == flt.topic)
+    if flt.emotion:
+        stmt = stmt.where(latest.c.emotion_labels.contains([flt.emotion]))
+    if flt.model_version:
+        stmt = stmt.where(ModelVersion.name == flt.model_version)
+    if flt.date_from:
+        stmt = stmt.where(Document.created_at >= datetime.combine(flt.date_from, time.min, UTC))
+    if flt.date_to:
+        stmt = stmt.where(Document.created_at < datetime.combine(flt.date_to + timedelta(days=1), time.min, UTC))
+    return stmt
+
+
+def encode_cursor(row: HistoryRow, sort: str) -> str:
+    key = row.created_at.isoformat() if SORTS[sort][0] is Document.created_at else row.filename
+    return base64.urlsafe_b64encode(json.dumps([key, row.id]).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
+    try:
+        key, row_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if SORTS[sort][0] is Document.created_at:
+            key = datetime.fromisoformat(key)
+        return key, int(row_id)
+    except (ValueError, TypeError) as exc:
+        raise HistoryError("That page link is broken or out of date; go back to the first page.") from exc
+
+
+def _ordered(stmt: Select, sort: str, cursor: str | None, backwards: bool) -> Select:
+    column, direction = SORTS[sort]
+    if backwards:
+        direction = asc if direction is desc else desc
+    if cursor:
+        key, row_id = _decode_cursor(cursor, sort)
+        pair, bound = tuple_(column, Document.id), tuple_(key, row_id)
+        stmt = stmt.where(pair < bound if direction is desc else pair > bound)
+    return stmt.order_by(direction(column), direction(Document.id))
+
+
+def _rows(session: Session, stmt: Select) -> list[HistoryRow]:
+    return [HistoryRow(**{**row._mapping, "emotion_labels": row.emotion_labels or []})
+            for row in session.execute(stmt)]
+
+
+def list_documents(session: Session, flt: HistoryFilter, *, after: str | None = None,
+                   before: str | None = None, limit: int = 50) -> HistoryPage:
+    """One page of the owner's documents. `after` pages forward, `before` pages back (cursors from a page)."""
+    if after and before:
+        raise HistoryError("Ask for the page after one cursor or before one, not both.")
+    limit = max(1, min(limit, 500))
+    base = _filtered(flt)
+    rows = _rows(session, _ordered(base, flt.sort, before or after, backwards=bool(before)).limit(limit + 1))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if before:
+        rows.reverse()
+        next_cursor = encode_cursor(rows[-1], flt.sort) if rows else before
+        prev_cursor = encode_cursor(rows[0], flt.sort) if more and rows else None
+    else:
+        next_cursor = encode_cursor(rows[-1], flt.sort) if more and rows else None
+        prev_cursor = encode_cursor(rows[0], flt.sort) if after and rows else None
+    total = session.scalar(
+        select(func.count()).select_from(base.with_only_columns(Document.id).limit(COUNT_CAP + 1).subquery())
+    ) or 0
+    return HistoryPage(rows, next_cursor, prev_cursor, min(total, COUNT_CAP), total > COUNT_CAP)
+
+
+def iter_documents(session: Session, flt: HistoryFilter, batch: int = 1000) -> Iterator[HistoryRow]:
+    """Every document of the filtered set, in the chosen order, streamed (for exports)."""
+    stmt = _ordered(_filtered(flt), flt.sort, None, backwards=False)
+    for row in session.execute(stmt.execution_options(yield_per=batch)):
+        yield HistoryRow(**{**row._mapping, "emotion_labels": row.emotion_labels or []})
+
+
+@dataclass
+class FilterChoices:
+    topics: list[str] = field(default_factory=list)
+    emotions: list[str] = field(default_factory=list)
+    model_versions: list[str] = field(default_factory=list)
+
+
+def filter_choices(session: Session) -> FilterChoices:
+    """The labels and versions there are to filter by: read off the newest result of each model version."""
+    choices = FilterChoices()
+    topics: set[str] = set()
+    emotions: set[str] = set()
+    for version_id, name in session.execute(select(ModelVersion.id, ModelVersion.name).order_by(ModelVersion.id)):
+        choices.model_versions.append(name)
+        sample = session.execute(
+            select(Result.topic_scores, Result.emotions)
+            .where(Result.model_version_id == version_id).order_by(Result.id.desc()).limit(1)
+        ).first()
+        if sample is not None:
+            topics.update(sample.topic_scores or {})
+            emotions.update(e["label"] for e in sample.emotions or [] if "label" in e)
+    choices.topics, choices.emotions = sorted(topics), sorted(emotions)
+    return choices
+
+
+# ---- jobs ----------------------------------------------------------------------------------------
+
+@dataclass
+class DocumentStatus:
+    id: int
+    filename: str
+    state: str
+    error_code: str | None
+    error_message: str | None
+    finished_at: datetime | None
+
+
+@dataclass
+class JobStatus:
+    id: int
+    created_at: datetime
+    state: str              # queued | processing | done | partial (some failed) | failed (all failed)
+    total: int
+    done: int
+    failed: int
+    in_progress: int
+    documents: list[DocumentStatus]
+    queue_position: int | None   # documents of other jobs ahead of this one's first unfinished document
+    eta_seconds: float | None    # None: finished, or no measured throughput to go by
+    throughput: float | None     # documents/second, measured over the most recent finished ones
+
+
+def derive_job_state(total: int, done: int, failed: int, started: bool) -> str:
+    """db.jobs.JobProgress's state (processing | done | partial | failed), with `queued` for a job
+    none of whose documents has been picked up yet."""
+    state = JobProgress(job_id=0, total=total, done=done, failed=failed, by_state={}).state
+    return "queued" if state == "processing" and not (started or done or failed) else state
+
+
+def measured_throughput(session: Session, now: datetime | None = None) -> float | None:
+    """Documents per second lately: the most recent finished documents (up to THROUGHPUT_SAMPLE, within
+    THROUGHPUT_WINDOW_S) over the time since the oldest of them finished. Workers finish whole batches at
+    one timestamp, so the span between finishes alone would overstate the rate; measuring up to now also
+    lets the estimate fall when workers stop. None when nothing finished lately."""
+    recent = (
+        select(Document.finished_at).where(Document.state == DocState.DONE.value)
+        .order_by(Document.id.desc()).limit(THROUGHPUT_SAMPLE).subquery()
+    )
+    now = now or datetime.now(UTC)
+    count, first = session.execute(
+        select(func.count(), func.min(recent.c.finished_at))
+        .where(recent.c.finished_at > now - timedelta(seconds=THROUGHPUT_WINDOW_S))
+    ).one()
+    if not count or first is None:
+        return None
+    return count / max((now - first).total_seconds(), 1.0)
+
+
+def job_status(session: Session, owner_id: int, job_id: int,
+               throughput: float | None = None) -> JobStatus | None:
+    """The owner's job with every document's state, queue position and ETA; None if not theirs."""
+    job = session.execute(select(Job.id, Job.created_at).where(Job.id == job_id, Job.owner_id == owner_id)).first()
+    if job is None:
+        return None
+    docs = [DocumentStatus(*row) for row in session.execute(
+        select(Document.id, Document.filename, Document.state, Document.error_code, Document.error_message,
+               Document.finished_at).where(Document.job_id == job_id).order_by(Document.id))]
+    done = sum(d.state == DocState.DONE.value for d in docs)
+    failed = sum(d.state == DocState.FAILED.value for d in docs)
+    waiting = [d.id for d in docs if d.state in WAITING_STATES]
+    started = any(d.state in (DocState.EXTRACTING.value, DocState.PROCESSING.value) for d in docs)
+    queue_position = eta = None
+    if waiting:
+        ahead = (
+            select(Document.id).where(Document.state.in_(WAITING_STATES), Document.id < min(waiting),
+                                      Document.job_id != job_id).limit(QUEUE_COUNT_CAP).subquery()
+        )
+        queue_position = session.scalar(select(func.count()).select_from(ahead)) or 0
+        if throughput:
+            eta = (queue_position + len(waiting)) / throughput
+    return JobStatus(
+        id=job.id, created_at=job.created_at, state=derive_job_state(len(docs), done, failed, started),
+        total=len(docs), done=done, failed=failed, in_progress=len(waiting), documents=docs,
+        queue_position=queue_position, eta_seconds=eta, throughput=throughput,
+    )
+
+
+@dataclass
+class JobSummary:
+    id: int
+    created_at: datetime
+    total: int
+    done: int
+    failed: int
+    started: int  # documents being read or processed right now
+    first_filename: str | None
+
+    @property
+    def state(self) -> str:
+        return derive_job_state(self.total, self.done, self.failed, started=self.started > 0)
+
+
+def list_jobs(session: Session, owner_id: int, *, before_id: int | None = None, limit: int = 50) -> list[JobSummary]:
+    """The owner's jobs, newest first, with document counts (pages by job id)."""
+    page = select(Job.id, Job.created_at).where(Job.owner_id == owner_id)
+    if before_id is not None:
+        page = page.where(Job.id < before_id)
+    page = page.order_by(Job.id.desc()).limit(max(1, min(limit, 200))).subquery()
+    stmt = (
+        select(page.c.id, page.c.created_at, func.count(Document.id),
+               func.count().filter(Document.state == DocState.DONE.value),
+               func.count().filter(Document.state == DocState.FAILED.value),
+               func.count().filter(Document.state.in_((DocState.EXTRACTING.value, DocState.PROCESSING.value))),
+               func.min(Document.filename))
+        .select_from(page).outerjoin(Document, Document.job_id == page.c.id)
+        .group_by(page.c.id, page.c.created_at).order_by(page.c.id.desc())
+    )
+    return [JobSummary(*row) for row in session.execute(stmt)]
+
+
+# ---- documents and feedback ------------------------------------------------------------------------
+
+def get_owned_document(session: Session, owner_id: int, document_id: int) -> Document | None:
+    return session.scalar(select(Document).where(Document.id == document_id, Document.owner_id == owner_id))
+
+
+def record_feedback(session: Session, user_id: int, document: Document, *, topic_label: str | None = None,
+                    emotion_labels: list[str] | None = None, summary: str | None = None) -> Feedback:
+    """Store a person's correction of the document's latest result, checked against that result's labels."""
+    result = document.results[-1] if document.results else None
+    if result is None:
+        raise HistoryError("This document has no result yet; wait until it is done, then correct it.")
+    summary = summary.strip() if summary else None
+    if topic_label is None and emotion_labels is None and not summary:
+        raise HistoryError("Nothing to save: change the topic, the emotions or the summary first.")
+    if topic_label is not None and topic_label not in (result.topic_scores or {}):
+        raise HistoryError(f"{topic_label!r} is not a topic this model knows; pick one from the list.")
+    known_emotions = {e.get("label") for e in result.emotions or []}
+    unknown = sorted(set(emotion_labels or []) - known_emotions)
+    if unknown:
+        raise HistoryError(f"Unknown emotions {', '.join(unknown)}; pick from the list.")
+    feedback = Feedback(document_id=document.id, result_id=result.id, user_id=user_id, topic_label=topic_label,
+                        emotion_labels=sorted(set(emotion_labels)) if emotion_labels is not None else None,
+                        summary=summary)
+    session.add(feedback)
+    session.flush()
+    return feedback
+
+
+def list_feedback(session: Session, document_id: int) -> list[Feedback]:
+    return list(session.scalars(select(Feedback).where(Feedback.document_id == document_id)
+                                .order_by(Feedback.id.desc())))
+

@@ -1,0 +1,49 @@
+"""LexiMind web application: pages for people, `/api/v1` for programs. Never imports torch or model/.
+
+`create_app(test_config=None)` builds an app from the environment (see leximind.config.Settings);
+tests pass a dict that overrides any setting.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask
+
+from leximind.config import get_settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    from webapp import auth, database, errors, health, security
+    from webapp.api import api
+    from webapp.config import flask_config
+    from webapp.extensions import limiter
+    from webapp.queue import init_app as init_queue
+    from webapp.views import register_views
+
+    app = Flask(__name__)
+    app.config.from_mapping(flask_config(get_settings()))
+    if test_config:
+        app.config.from_mapping(test_config)
+    if not app.config.get("DATABASE_URL") or not app.config.get("BROKER_URL"):
+        raise RuntimeError(
+            "DATABASE_URL and BROKER_URL must be set for the web app; `leximind run` or `leximind web` "
+            "sets them (starting embedded PostgreSQL and Redis when none is configured)."
+        )
+    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config["BROKER_URL"])
+    # everything except the pages' own JSON is an error by default: show messages, not tracebacks
+    app.config.setdefault("PROPAGATE_EXCEPTIONS", False)
+
+    app.json.sort_keys = False  # keep the documented field order
+    database.init_app(app)
+    auth.init_app(app)
+    security.init_app(app)
+    limiter.init_app(app)
+    errors.init_app(app)
+    init_queue(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(api)
+    register_views(app)
+    return app

@@ -1,0 +1,122 @@
+"""Geometry for the inline SVG charts (loss curves, metric bars); templates draw the markup."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class Series:
+    name: str
+    points: str       # SVG polyline "x,y x,y ..."
+    css_class: str
+    last: tuple[float, float] | None  # where the newest point sits (for a marker)
+
+
+@dataclass
+class LineChart:
+    width: int
+    height: int
+    left: int
+    bottom: int
+    series: list[Series]
+    x_ticks: list[tuple[float, str]]
+    y_ticks: list[tuple[float, str]]
+    x_label: str
+    y_label: str
+
+
+def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    if high <= low:
+        high = low + 1.0
+    raw = (high - low) / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    start = math.floor(low / step) * step
+    return [round(start + i * step, 10) for i in range(count + 2) if start + i * step <= high + step * 0.5]
+
+
+def _label(value: float) -> str:
+    if value == 0:
+        return "0"
+    if abs(value) >= 1000:
+        return f"{value / 1000:g}k"
+    return f"{value:.3g}"
+
+
+def line_chart(named_points: dict[str, list[tuple[float, float]]], *, x_label: str = "step",
+               y_label: str = "loss", width: int = 640, height: int = 220) -> LineChart | None:
+    """Scale every series into one plot; None when there is nothing to draw."""
+    named_points = {name: pts for name, pts in named_points.items() if pts}
+    if not named_points:
+        return None
+    xs = [x for pts in named_points.values() for x, _ in pts]
+    ys = [y for pts in named_points.values() for _, y in pts]
+    x_ticks = nice_ticks(min(xs), max(xs))
+    y_ticks = nice_ticks(min(0.0, min(ys)), max(ys))
+    x0, x1, y0, y1 = x_ticks[0], x_ticks[-1], y_ticks[0], y_ticks[-1]
+    left, right, top, bottom = 48, 12, 10, 28
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def sx(x: float) -> float:
+        return left + (x - x0) / ((x1 - x0) or 1) * plot_w
+
+    def sy(y: float) -> float:
+        return top + plot_h - (y - y0) / ((y1 - y0) or 1) * plot_h
+
+    series = []
+    for index, (name, pts) in enumerate(named_points.items()):
+        coords = [(round(sx(x), 1), round(sy(y), 1)) for x, y in pts]
+        series.append(Series(name, " ".join(f"{x},{y}" for x, y in coords), f"series-{index % 4}", coords[-1]))
+    return LineChart(
+        width=width, height=height, left=left, bottom=height - bottom, series=series,
+        x_ticks=[(round(sx(t), 1), _label(t)) for t in x_ticks],
+        y_ticks=[(round(sy(t), 1), _label(t)) for t in y_ticks],
+        x_label=x_label, y_label=y_label,
+    )
+
+
+def loss_chart(history: list[dict[str, Any]]) -> LineChart | None:
+    """Training loss per step, and evaluation loss where the run recorded it."""
+    train = [(float(h["step"]), float(h["loss"])) for h in history
+             if isinstance(h.get("step"), int | float) and isinstance(h.get("loss"), int | float)]
+    evaluation = [(float(h["step"]), float(h["eval_loss"])) for h in history
+                  if isinstance(h.get("step"), int | float) and isinstance(h.get("eval_loss"), int | float)]
+    return line_chart({"training loss": train, "evaluation loss": evaluation})
+
+
+def flatten_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """{"topic": {"accuracy": 0.9}} -> {"topic accuracy": 0.9}; only numbers are kept."""
+    flat: dict[str, float] = {}
+    for key, value in (metrics or {}).items():
+        name = f"{prefix}{key}".replace("_", " ")
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int | float) and math.isfinite(value):
+            flat[name] = float(value)
+        elif isinstance(value, dict):
+            flat.update(flatten_metrics(value, name + " "))
+    return flat
+
+
+@dataclass
+class MetricRow:
+    name: str
+    cells: list[tuple[float | None, float, bool]]  # (value, bar fraction 0..1, best in the row)
+
+
+def metric_table(columns: list[dict[str, Any]]) -> list[MetricRow]:
+    """Metrics side by side: one row per metric, one cell per column (a version or a run)."""
+    flats = [flatten_metrics(c) for c in columns]
+    names = sorted({name for flat in flats for name in flat})
+    rows = []
+    for name in names:
+        values = [flat.get(name) for flat in flats]
+        known = [v for v in values if v is not None]
+        top = max((abs(v) for v in known), default=0.0) or 1.0
+        lower_is_better = "loss" in name or "perplexity" in name
+        best = (min(known) if lower_is_better else max(known)) if len(known) > 1 else None
+        rows.append(MetricRow(name, [(v, abs(v) / top if v is not None else 0.0, v is not None and v == best)
+                                     for v in values]))
+    return rows

@@ -1,0 +1,68 @@
+"""`/healthz`: the process answers. `/readyz`: the database, the broker and at least one worker answer."""
+from __future__ import annotations
+
+import time
+
+import redis
+from flask import Blueprint, current_app, jsonify
+from sqlalchemy import text
+
+from webapp.auth import public
+from webapp.database import get_db
+from webapp.queue import celery_client
+
+bp = Blueprint("health", __name__)
+
+
+class NotReady(RuntimeError):
+    """A check that ran and found the service not ready; its message is safe to show."""
+
+
+def _timed(check) -> dict:
+    started = time.perf_counter()
+    try:
+        detail = check()
+        ok = True
+    except NotReady as exc:
+        ok, detail = False, str(exc)
+    except Exception as exc:  # a probe reports failures, it does not raise them (nor show their insides)
+        ok, detail = False, f"unreachable ({type(exc).__name__})"
+    return {"ok": ok, "detail": detail, "ms": round((time.perf_counter() - started) * 1000, 1)}
+
+
+def _database() -> str:
+    get_db().execute(text("SELECT 1"))
+    return "reachable"
+
+
+def _broker() -> str:
+    client = redis.Redis.from_url(current_app.config["BROKER_URL"], socket_timeout=1, socket_connect_timeout=1)
+    try:
+        client.ping()
+    finally:
+        client.close()
+    return "reachable"
+
+
+def _workers() -> str:
+    replies = celery_client().control.ping(timeout=current_app.config["READY_WORKER_TIMEOUT"]) or []
+    if not replies:
+        raise NotReady("no worker answered a ping; start one with `leximind worker`")
+    return f"{len(replies)} worker(s): " + ", ".join(sorted(name for reply in replies for name in reply))
+
+
+@bp.get("/healthz")
+@public
+def healthz():
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+@public
+def readyz():
+    checks = {"database": _timed(_database), "broker": _timed(_broker)}
+    # asking workers goes through the broker: skip it when the broker is down
+    checks["workers"] = _timed(_workers) if checks["broker"]["ok"] else {
+        "ok": False, "detail": "skipped: the broker is unreachable", "ms": 0.0}
+    ready = all(check["ok"] for check in checks.values())
+    return jsonify(status="ready" if ready else "not ready", checks=checks), 200 if ready else 503

@@ -1,0 +1,67 @@
+"""Starting training runs and changing the active model: the checks shared by the page and the API."""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from db import training_runs, versions
+from db.models import ModelVersion, TrainingRun
+from webapp.database import get_db
+from webapp.errors import UserError
+from webapp.queue import enqueue_training
+from webapp.training_params import ParamError, parse_training_request
+
+
+def start_training_run(data: dict[str, Any], user_id: int) -> TrainingRun:
+    try:
+        params = parse_training_request(data)
+    except ParamError as exc:
+        raise UserError(400, "invalid_training_request", str(exc)) from None
+    session = get_db()
+    busy = session.scalar(select(TrainingRun.id).where(TrainingRun.state.in_(training_runs.ACTIVE_STATES))
+                          .order_by(TrainingRun.id).limit(1))
+    if busy is not None:
+        raise UserError(409, "training_busy", f"Training run {busy} is still queued or running; one run at a "
+                        "time. Wait for it to finish, or cancel it first.")
+    run = training_runs.create_run(session, params, created_by_id=user_id)
+    session.commit()
+    enqueue_training(run.id)
+    return run
+
+
+def owned_run(run_id: int) -> TrainingRun:
+    run = training_runs.get_run(get_db(), run_id)
+    if run is None:
+        raise UserError(404, "not_found", f"Training run {run_id} does not exist. See the list of runs.")
+    return run
+
+
+def cancel_training_run(run_id: int) -> TrainingRun:
+    session = get_db()
+    owned_run(run_id)
+    try:
+        run = training_runs.request_cancel(session, run_id)
+    except training_runs.RunError as exc:
+        raise UserError(409, "cannot_cancel", str(exc).capitalize() + ".") from None
+    session.commit()
+    return run
+
+
+def activate(version_id: int) -> ModelVersion:
+    session = get_db()
+    if session.get(ModelVersion, version_id) is None:
+        raise UserError(404, "not_found", f"Model version {version_id} does not exist. See the list of models.")
+    version = versions.activate_version(session, version_id)
+    session.commit()
+    return version
+
+
+def roll_back() -> ModelVersion:
+    session = get_db()
+    try:
+        version = versions.rollback(session)
+    except versions.VersionError as exc:
+        raise UserError(409, "cannot_roll_back", str(exc).capitalize() + ".") from None
+    session.commit()
+    return version

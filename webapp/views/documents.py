@@ -1,0 +1,163 @@
+"""History (search, filters, sorting, pages, export) and the document page with its correction form."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+from flask import Blueprint, Response, flash, redirect, render_template, request, stream_with_context, url_for
+from flask_login import current_user
+
+from db.history import (
+    HistoryError,
+    filter_choices,
+    iter_documents,
+    list_documents,
+    list_feedback,
+    record_feedback,
+)
+from db.models import Blob, DocState
+from webapp.database import get_db
+from webapp.errors import UserError
+from webapp.filters import filter_args, history_filter
+from webapp.forms import FeedbackForm
+from webapp.lookups import owned_document
+from webapp.presenters import ERROR_WORDS
+
+bp = Blueprint("documents", __name__)
+
+PAGE_SIZE = 50
+SORT_WORDS = {"newest": "Newest first", "oldest": "Oldest first", "name": "Name A–Z", "name_desc": "Name Z–A"}
+EXPORT_COLUMNS = ["id", "filename", "title", "state", "uploaded_at", "finished_at", "topic", "topic_score",
+                  "emotions", "model_version", "summary", "error"]
+
+
+@bp.get("/documents")
+def history():
+    flt = history_filter(request.args, current_user.id)
+    try:
+        page = list_documents(get_db(), flt, after=request.args.get("after"), before=request.args.get("before"),
+                              limit=PAGE_SIZE)
+    except HistoryError as exc:
+        raise UserError(400, "invalid_cursor", str(exc)) from None
+    return render_template(
+        "history.html", page=page, flt=flt, args=filter_args(request.args), choices=filter_choices(get_db()),
+        sorts=SORT_WORDS, states=[s.value for s in DocState],
+    )
+
+
+def _export_row(row) -> dict:
+    return {
+        "id": row.id, "filename": row.filename, "title": row.title, "state": row.state,
+        "uploaded_at": row.created_at.isoformat(), "finished_at": row.finished_at.isoformat() if row.finished_at else None,
+        "topic": row.topic_label, "topic_score": row.topic_score, "emotions": row.emotion_labels,
+        "model_version": row.model_version, "summary": row.summary,
+        "error": row.error_message or ERROR_WORDS.get(row.error_code or "") if row.state == "failed" else None,
+    }
+
+
+def _csv_cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        value = "; ".join(value)
+    text = str(value)
+    # a cell starting like a formula would run in a spreadsheet: make it plain text
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _csv_lines(rows: Iterator) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(EXPORT_COLUMNS)
+    for count, row in enumerate(rows, 1):
+        record = _export_row(row)
+        writer.writerow([_csv_cell(record[c]) for c in EXPORT_COLUMNS])
+        if count % 200 == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _json_lines(rows: Iterator) -> Iterator[str]:
+    yield "["
+    for count, row in enumerate(rows):
+        yield ("," if count else "") + "\n" + json.dumps(_export_row(row), ensure_ascii=False)
+    yield "\n]\n"
+
+
+@bp.get("/documents/export.<any(csv, json):fmt>")
+def export(fmt: str):
+    """The whole filtered set (not just one page), streamed as it is read."""
+    flt = history_filter(request.args, current_user.id)
+    rows = iter_documents(get_db(), flt)
+    body = _csv_lines(rows) if fmt == "csv" else _json_lines(rows)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
+    mimetype = "text/csv" if fmt == "csv" else "application/json"
+    return Response(stream_with_context(body), mimetype=mimetype, headers={
+        "Content-Disposition": f'attachment; filename="leximind-history-{stamp}.{fmt}"'})
+
+
+def _feedback_form(document, result) -> FeedbackForm:
+    form = FeedbackForm()
+    topics = sorted((result.topic_scores or {}), key=lambda t: -result.topic_scores[t]) if result else []
+    emotions = sorted(e["label"] for e in (result.emotions or [])) if result else []
+    form.set_labels(topics, emotions)
+    if result is not None and request.method == "GET":
+        form.emotions.data = [e["label"] for e in result.emotions or [] if e.get("selected")]
+        form.summary.data = result.summary
+    return form
+
+
+def _document_page(document, form: FeedbackForm | None = None, status: int = 200):
+    result = document.results[-1] if document.results else None
+    return render_template(
+        "document.html", document=document, result=result, earlier=list(reversed(document.results[:-1])),
+        form=form or _feedback_form(document, result), feedback=list_feedback(get_db(), document.id),
+        error_words=ERROR_WORDS,
+    ), status
+
+
+@bp.get("/documents/<int:document_id>")
+def document(document_id: int):
+    return _document_page(owned_document(current_user.id, document_id))
+
+
+@bp.post("/documents/<int:document_id>/feedback")
+def feedback(document_id: int):
+    document = owned_document(current_user.id, document_id)
+    result = document.results[-1] if document.results else None
+    form = _feedback_form(document, result)
+    if not form.validate():
+        flash("The correction could not be read: " + "; ".join(
+            f"{name}: {', '.join(errors)}" for name, errors in form.errors.items()), "error")
+        return _document_page(document, form, 400)
+    selected = [e["label"] for e in (result.emotions or []) if e.get("selected")] if result else []
+    emotions = sorted(form.emotions.data or [])
+    summary = (form.summary.data or "").strip()
+    session = get_db()
+    try:
+        record_feedback(
+            session, current_user.id, document, topic_label=form.topic.data or None,
+            emotion_labels=emotions if emotions != sorted(selected) else None,
+            summary=summary if result is not None and summary != result.summary.strip() else None,
+        )
+    except HistoryError as exc:
+        flash(str(exc), "error")
+        return _document_page(document, form, 400)
+    session.commit()
+    flash("Thank you: the correction is saved and will be used in the next training run.", "info")
+    return redirect(url_for("documents.document", document_id=document.id, _anchor="correct"), code=303)
+
+
+@bp.get("/documents/<int:document_id>/original")
+def original(document_id: int):
+    document = owned_document(current_user.id, document_id)
+    blob = get_db().get(Blob, document.blob_id)
+    # always a download, never rendered: an uploaded HTML page must not run on our origin
+    return Response(blob.data, mimetype="application/octet-stream", headers={
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(document.filename, safe='')}"})
