@@ -30,7 +30,12 @@ def test_folder_without_config(tmp_path):
 
 
 def test_unreachable_hub_id_is_a_clear_error(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub
+
+    def offline(**kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
     with pytest.raises(FileNotFoundError, match="could not be fetched from the hub"):
         load_pretrained("no-such-org/no-such-model")
 
