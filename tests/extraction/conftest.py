@@ -27,8 +27,14 @@ def sandbox() -> Iterator[Sandbox]:
     box.close()
 
 
+@pytest.fixture(scope="session")
+def hostile_command() -> list[str]:
+    """The command of a parser child that misbehaves on request (see hostile_child.py)."""
+    return [sys.executable, str(HOSTILE_CHILD)]
+
+
 @pytest.fixture()
-def hostile_sandbox() -> Iterator[Sandbox]:
-    box = Sandbox(command=[sys.executable, str(HOSTILE_CHILD)])
+def hostile_sandbox(hostile_command: list[str]) -> Iterator[Sandbox]:
+    box = Sandbox(command=hostile_command)
     yield box
     box.close()

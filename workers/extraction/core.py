@@ -45,7 +45,7 @@ def extract_in_process(
             "Save it again from the program that made it and upload the new copy.",
         ) from exc
     except Exception as exc:  # parsers raise dozens of types on damaged input; all mean the same to a person
-        log.warning("%s parser failed on %r", fmt, filename, exc_info=True)
+        log.info("%s parser failed on %r", fmt, filename, exc_info=True)
         raise ExtractionError(
             "corrupt_file",
             f"This {_FORMAT_NAMES[fmt]} is damaged and could not be read ({type(exc).__name__}: "

@@ -141,6 +141,8 @@ class _Page:
         return any(_BOILERPLATE_NAME.match(n) for n in names if n)
 
     def _is_explicit_main(self, tag: Tag) -> bool:
+        if not tag.attrs:
+            return tag.name in ("main", "article")
         return (
             tag.name in ("main", "article")
             or _attr(tag, "role").lower() == "main"

@@ -1,0 +1,107 @@
+"""The sandbox: a hang, a crash or a memory bomb in the parser costs one document, never the worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from workers.extraction import ExtractionError, ExtractionLimits, Sandbox, extract
+from workers.extraction import sandbox as sandbox_module
+
+QUICK = ExtractionLimits(timeout_s=1.5)
+
+
+def failure(box: Sandbox, data: bytes, limits: ExtractionLimits = QUICK) -> ExtractionError:
+    with pytest.raises(ExtractionError) as caught:
+        box.extract(data, "doc.html", None, limits)
+    return caught.value
+
+
+def served_by(box: Sandbox) -> int:
+    return int(box.extract(b"PID", "pid.html", None, QUICK).text)
+
+
+def test_hanging_parser_times_out_and_the_next_document_is_served(hostile_sandbox: Sandbox) -> None:
+    first = served_by(hostile_sandbox)
+    started = time.monotonic()
+    error = failure(hostile_sandbox, b"HANG")
+    assert error.code == "timeout" and "1.5-second limit" in error.message
+    assert time.monotonic() - started < 5
+    assert served_by(hostile_sandbox) != first  # a fresh child took over
+
+
+def test_cpu_limit_stops_a_spinning_parser(hostile_sandbox: Sandbox) -> None:
+    assert failure(hostile_sandbox, b"SPIN", ExtractionLimits(timeout_s=30)).code == "timeout"  # SIGXCPU
+
+
+@pytest.mark.parametrize(
+    ("command", "detail"), [(b"KILL", "SIGKILL"), (b"SEGV", "SIGSEGV"), (b"EXIT", "status 3")]
+)
+def test_dead_child_is_parser_crashed(hostile_sandbox: Sandbox, command: bytes, detail: str) -> None:
+    error = failure(hostile_sandbox, command)
+    assert error.code == "parser_crashed" and detail in error.message
+    assert served_by(hostile_sandbox) > 0  # and the sandbox recovers
+
+
+def test_memory_bomb_is_out_of_memory(hostile_sandbox: Sandbox) -> None:
+    first = served_by(hostile_sandbox)
+    error = failure(hostile_sandbox, b"MEMORY", ExtractionLimits(max_memory_mb=256, timeout_s=10))
+    assert error.code == "out_of_memory" and "256 MB" in error.message
+    assert served_by(hostile_sandbox) != first  # a child whose heap hit the limit is not reused
+
+
+def test_killed_from_outside_mid_parse_is_parser_crashed(hostile_sandbox: Sandbox) -> None:
+    pid = served_by(hostile_sandbox)
+    killer = threading.Timer(0.3, os.kill, (pid, signal.SIGKILL))
+    killer.start()
+    try:
+        error = failure(hostile_sandbox, b"HANG", ExtractionLimits(timeout_s=10))
+    finally:
+        killer.cancel()
+    assert error.code == "parser_crashed" and "SIGKILL" in error.message
+
+
+def test_child_is_reused_then_recycled(hostile_command: list[str]) -> None:
+    box = Sandbox(command=hostile_command, max_documents=3)
+    try:
+        pids = [served_by(box) for _ in range(4)]
+    finally:
+        box.close()
+    assert pids[0] == pids[1] == pids[2] != pids[3]
+
+
+def test_fast_path_reads_small_text_without_a_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_child() -> Sandbox:
+        raise AssertionError("the sandbox was used")
+
+    monkeypatch.setattr(sandbox_module, "default_sandbox", no_child)
+    assert extract(b"# Hello\n\nworld", "a.md").text == "Hello\n\nworld"
+    with pytest.raises(AssertionError):
+        extract(b"<html><p>hi</p></html>", "a.html")  # HTML always goes to the child
+    with pytest.raises(AssertionError):
+        extract(b"x" * (sandbox_module.INPROCESS_MAX_BYTES + 1), "big.txt")
+
+
+def test_default_sandbox_is_per_process() -> None:
+    parent = sandbox_module.default_sandbox()
+    assert sandbox_module.default_sandbox() is parent
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the forked worker must not share (or kill) its parent's child
+        os.write(write_end, b"1" if sandbox_module.default_sandbox() is not parent else b"0")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read_end, 1) == b"1"
+    os.close(read_end)
+    os.close(write_end)
+
+
+def test_extract_round_trip_through_the_real_child() -> None:
+    result = extract(
+        b"<html><head><title>T</title></head><body><p>Caf\xe9 cr\xe8me</p></body></html>", "a.html"
+    )
+    assert (result.text, result.title, result.encoding) == ("Café crème", "T", "cp1252")
