@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from workers.extraction import ERROR_CODES, FORMATS, ExtractionError, ExtractionLimits, extract_in_process
+from workers.extraction import (
+    ERROR_CODES,
+    FORMATS,
+    ExtractionError,
+    ExtractionLimits,
+    Sandbox,
+    extract_in_process,
+)
 from workers.extraction.clean import clean_text
 
 NAMES = st.one_of(
@@ -72,6 +79,7 @@ def test_any_input_yields_text_or_an_extraction_error(
 
 @settings(max_examples=100, deadline=None, database=None)
 @given(text=st.text(min_size=1, max_size=500), codec=st.sampled_from(["utf-8", "utf-16", "utf-8-sig"]))
+@example(text="\x000", codec="utf-16")  # FF FE 00 00 ...: a UTF-16 BOM, not UTF-32
 def test_unicode_text_round_trips(text: str, codec: str) -> None:
     try:
         data = text.encode(codec)
@@ -83,3 +91,17 @@ def test_unicode_text_round_trips(text: str, codec: str) -> None:
         assert exc.code in ("no_text", "unsupported_type")  # only whitespace/controls, or binary-looking
         return
     assert result.text == clean_text(text)[: SMALL.max_chars] or result.truncated
+
+
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=DATA, filename=NAMES, content_type=CONTENT_TYPES)
+def test_sandbox_protocol_carries_any_input(
+    data: bytes, filename: str, content_type: str | None, sandbox: Sandbox
+) -> None:
+    """The same property through the child: any name, type and bytes survive the JSON protocol."""
+    try:
+        result = sandbox.extract(data, filename, content_type, SMALL)
+    except ExtractionError as exc:
+        assert exc.code in ERROR_CODES and exc.code != "parser_crashed"
+        return
+    assert result.text and result.detected_format in FORMATS

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 
 import pytest
 
-from workers.extraction import ExtractionError, ExtractionLimits, Sandbox, extract
+from workers.extraction import ExtractionError, ExtractionLimits, Sandbox, SandboxUnavailable, extract
 from workers.extraction import sandbox as sandbox_module
 
 QUICK = ExtractionLimits(timeout_s=1.5)
@@ -105,3 +106,13 @@ def test_extract_round_trip_through_the_real_child() -> None:
         b"<html><head><title>T</title></head><body><p>Caf\xe9 cr\xe8me</p></body></html>", "a.html"
     )
     assert (result.text, result.title, result.encoding) == ("Café crème", "T", "cp1252")
+
+
+@pytest.mark.parametrize(
+    "program", ["import sys; sys.exit(2)", "print('not json')", "import time; time.sleep(30)"]
+)
+def test_child_that_cannot_start_is_not_a_verdict_on_the_document(program: str) -> None:
+    box = Sandbox(command=[sys.executable, "-c", program], start_timeout_s=1)
+    with pytest.raises(SandboxUnavailable):
+        box.extract(b"<p>fine</p>", "a.html", None, QUICK)
+    assert box.pid is None  # nothing left running

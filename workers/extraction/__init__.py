@@ -10,7 +10,7 @@ and is what the child itself runs. A pure library: no Celery, no database.
 from .core import extract_in_process
 from .errors import ERROR_CODES, ExtractionError
 from .result import FORMATS, Extracted, ExtractionLimits
-from .sandbox import Sandbox, extract
+from .sandbox import Sandbox, SandboxUnavailable, extract
 
 __all__ = [
     "ERROR_CODES",
@@ -19,6 +19,7 @@ __all__ = [
     "ExtractionError",
     "ExtractionLimits",
     "Sandbox",
+    "SandboxUnavailable",
     "extract",
     "extract_in_process",
 ]

@@ -2,6 +2,8 @@
 
 Serves one request after another until stdin closes (the worker went away). JSON only, never pickle.
 
+Start:    the child announces itself with one JSON line {"ready": true, "pid"} once it can serve.
+
 Request:  one JSON line {"filename", "content_type", "limits", "size"} followed by exactly ``size`` raw bytes.
 Response: one JSON line {"ok": true, "result": {Extracted}} or {"ok": false, "error": {"code", "message"}}.
 
@@ -19,7 +21,7 @@ import math
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, BinaryIO
 
 from .core import extract_in_process, out_of_memory
 from .errors import ExtractionError
@@ -44,6 +46,7 @@ def main(handler: Handler = extract_in_process) -> int:
     sys.stdout = sys.stderr
     if resource is not None:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crash on hostile input must not dump core
+    _reply(replies, {"ready": True, "pid": os.getpid()})  # tells the worker the child can serve
     while True:
         header = requests.readline()
         if not header:
@@ -53,9 +56,12 @@ def main(handler: Handler = extract_in_process) -> int:
         if len(data) != request["size"]:
             return 1  # the worker closed the pipe mid-request
         limits = ExtractionLimits.from_dict(request["limits"])
-        reply = _serve(handler, data, request["filename"], request["content_type"], limits)
-        replies.write(json.dumps(reply, ensure_ascii=False).encode("utf-8", "replace") + b"\n")
-        replies.flush()
+        _reply(replies, _serve(handler, data, request["filename"], request["content_type"], limits))
+
+
+def _reply(replies: BinaryIO, message: dict[str, Any]) -> None:
+    replies.write(json.dumps(message, ensure_ascii=False).encode("utf-8", "replace") + b"\n")
+    replies.flush()
 
 
 def _serve(

@@ -32,6 +32,11 @@ def decode_text(data: bytes, declared: str | None = None) -> tuple[str, str]:
     """Return (text, codec name). Never raises on content: undecodable bytes become U+FFFD."""
     for bom, codec in _BOMS:
         if data.startswith(bom):
+            if codec.startswith("utf-32"):  # FF FE 00 00 may also be UTF-16 LE text starting with U+0000
+                try:
+                    return data[len(bom) :].decode(codec), codec
+                except UnicodeDecodeError:
+                    continue
             return data[len(bom) :].decode(codec, errors="replace"), codec
     try:
         return data.decode("utf-8"), "utf-8"

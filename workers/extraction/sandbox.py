@@ -7,6 +7,8 @@ Design
   replaced (this also bounds heap growth and fragmentation).
 - Limits: the worker enforces the wall clock (``timeout_s``) and SIGKILLs a child that overruns it; the child
   sets RLIMIT_AS (``max_memory_mb``) and RLIMIT_CPU around each document (child.py).
+- Start: the child greets with a JSON line once it can serve; a child that cannot start raises
+  ``SandboxUnavailable`` (a RuntimeError, not an ExtractionError: no verdict on the document, retry later).
 - Failures: overrun -> ``timeout``; killed by SIGXCPU -> ``timeout``; any other death (signal, native crash,
   non-zero exit, garbled reply) -> ``parser_crashed``; ``out_of_memory`` comes back as an answer. After any of
   these the child is replaced, so the next document starts clean.
@@ -56,6 +58,10 @@ def extract(
     return default_sandbox().extract(data, filename, content_type, limits)
 
 
+class SandboxUnavailable(RuntimeError):
+    """The parser child could not be started: a fault of this machine or deployment, not of the document."""
+
+
 class _ChildGone(Exception):
     """The child closed its end of the pipes (it exited or was killed)."""
 
@@ -67,9 +73,12 @@ class _Overrun(Exception):
 class Sandbox:
     """A reusable parser child. ``command`` replaces the child program (tests use a misbehaving one)."""
 
-    def __init__(self, command: Sequence[str] = _CHILD_COMMAND, max_documents: int = 200) -> None:
+    def __init__(
+        self, command: Sequence[str] = _CHILD_COMMAND, max_documents: int = 200, start_timeout_s: float = 30.0
+    ) -> None:
         self.command = list(command)
         self.max_documents = max_documents
+        self.start_timeout_s = start_timeout_s
         self._proc: subprocess.Popen[bytes] | None = None
         self._served = 0
         self._lock = threading.Lock()
@@ -145,6 +154,14 @@ class Sandbox:
         os.set_blocking(self._proc.stdin.fileno(), False)
         os.set_blocking(self._proc.stdout.fileno(), False)
         self._served = 0
+        try:
+            hello = json.loads(_exchange(self._proc, b"", self.start_timeout_s))
+            if hello.get("ready") is not True:
+                raise ValueError(f"unexpected greeting {hello!r}")
+        except (_Overrun, _ChildGone, ValueError, AttributeError) as exc:
+            self._kill()
+            # Not a verdict on any file: the caller should retry later (extract_step does, with backoff).
+            raise SandboxUnavailable(f"the extraction child {self.command} did not start ({exc!r})") from exc
         return self._proc
 
     def _death_error(self, limits: ExtractionLimits) -> ExtractionError:
@@ -187,12 +204,13 @@ class Sandbox:
 
 
 def _exchange(proc: subprocess.Popen[bytes], request: bytes, timeout_s: float) -> bytes:
-    """Write the request and read one reply line, never blocking past the deadline."""
+    """Write the request (if any) and read one reply line, never blocking past the deadline."""
     deadline = time.monotonic() + timeout_s
     pending = memoryview(request)
     reply = bytearray()
     with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdin, selectors.EVENT_WRITE)
+        if pending:
+            selector.register(proc.stdin, selectors.EVENT_WRITE)
         selector.register(proc.stdout, selectors.EVENT_READ)
         while True:
             remaining = deadline - time.monotonic()
