@@ -160,3 +160,13 @@ def test_large_docx_keeps_paragraph_and_table_order(read: Callable[[str], Extrac
     assert (
         text.index("U.S. Department of Justice") < text.index("CHAPTER 1") < text.index("Related Provisions:")
     )
+
+
+def test_repaired_pdf_reports_a_warning(documents: Path, sandbox: Sandbox) -> None:
+    data = (documents / "zen_of_python_corrupted.pdf").read_bytes()
+    tail = data.rfind(b"startxref")
+    offset = int(data[tail:].split()[1])
+    broken = data[:tail] + b"startxref\n%d\n%%%%EOF\n" % (offset + 7)  # pypdf must rebuild the xref table
+    result = sandbox.extract(broken, "zen.pdf", None, ExtractionLimits())
+    assert result.text.startswith("Beautiful is better than ugly.")
+    assert any("damaged or non-standard parts" in w for w in result.warnings)

@@ -37,7 +37,9 @@ Handler = Callable[..., Extracted]  # same signature as extract_in_process
 
 def main(handler: Handler = extract_in_process) -> int:
     faulthandler.enable()  # a native crash leaves a Python traceback on stderr, in the worker's log
+    # Errors only on stderr: what parsers warn about a file comes back in Extracted.warnings instead.
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr, format="extraction child: %(message)s")
+    logging.getLogger().handlers[0].setLevel(logging.ERROR)
     requests = sys.stdin.buffer
     # Keep a private handle on the real stdout and point fd 1 at stderr, so that nothing a library prints
     # (from Python or C) can corrupt the protocol.

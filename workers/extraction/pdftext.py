@@ -192,8 +192,12 @@ def _pypdf_problems() -> Iterator[list[str]]:
 
     handler = _Collect(level=logging.WARNING)
     logger = logging.getLogger("pypdf")
+    level = logger.level
+    if logger.getEffectiveLevel() > logging.WARNING:  # e.g. the child logs errors only: still collect these
+        logger.setLevel(logging.WARNING)
     logger.addHandler(handler)
     try:
         yield problems
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(level)

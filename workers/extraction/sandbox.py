@@ -141,8 +141,10 @@ class Sandbox:
             ) from exc
 
     def _ensure_child(self) -> subprocess.Popen[bytes]:
-        if self._proc is not None and self._proc.poll() is None:
-            return self._proc
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                return self._proc
+            _close_pipes(self._proc)  # it died while idle (killed from outside): replace it
         self._proc = subprocess.Popen(
             self.command,
             stdin=subprocess.PIPE,
