@@ -76,6 +76,8 @@ _CONTENT_TYPES: dict[str, Format] = {
     "text/plain": "txt",
 }
 
+_NAMES = {"pdf": "PDF", "docx": "Word document (.docx)"}
+
 # Strong HTML markers only (a .txt that merely contains "<p>" stays text).
 _HTML_START = re.compile(rb"^\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html[\s>])", re.IGNORECASE | re.DOTALL)
 
@@ -138,9 +140,6 @@ def detect_format(data: bytes, filename: str, content_type: str | None) -> Forma
     return "txt"  # text named .pdf/.docx/.xyz or with no name at all: read what is actually there
 
 
-_NAMES = {"pdf": "PDF", "docx": "Word document (.docx)"}
-
-
 def claimed_format(filename: str, content_type: str | None) -> Format | None:
     by_name = _EXTENSIONS.get(extension_of(filename))
     if by_name:
@@ -159,7 +158,4 @@ def _strip_bom(head: bytes) -> bytes:
 
 
 def _unsupported(kind: str) -> ExtractionError:
-    article = "an" if kind[:1].lower() in "aeiou" else "a"
-    return ExtractionError(
-        "unsupported_type", f"This looks like {article} {kind}, which we cannot read. {ACCEPTED}"
-    )
+    return ExtractionError("unsupported_type", f"We cannot read this kind of file ({kind}). {ACCEPTED}")
