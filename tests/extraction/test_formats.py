@@ -7,31 +7,11 @@ import time
 
 import pytest
 
+from tests.extraction.builders import make_docx, make_pdf
 from workers.extraction import ERROR_CODES, ExtractionError, ExtractionLimits, extract_in_process
 from workers.extraction.clean import clean_text, truncate
 from workers.extraction.decode import decode_text
 from workers.extraction.detect import detect_format
-
-
-def make_docx(build) -> bytes:
-    import docx
-
-    document = docx.Document()
-    build(document)
-    out = io.BytesIO()
-    document.save(out)
-    return out.getvalue()
-
-
-def make_pdf(pages: int) -> bytes:
-    from pypdf import PdfWriter
-
-    writer = PdfWriter()
-    for _ in range(pages):
-        writer.add_blank_page(72, 72)
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
 
 
 def error_code(data: bytes, filename: str, content_type: str | None = None, **limits) -> str:

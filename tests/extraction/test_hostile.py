@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from tests.extraction.test_formats import make_docx, make_pdf
+from tests.extraction.builders import make_docx, make_pdf
 from workers.extraction import ExtractionError, ExtractionLimits, Sandbox, extract
 
 MiB = 1024 * 1024
