@@ -46,6 +46,7 @@ class TrainConfig:
     time_budget_s: float | None = None  # stop (as if max_steps were reached) after this much training time
     # --- how ---
     mode: str = "full"  # "full" or "lora" (adapters on attention + heads trainable)
+    freeze: tuple[str, ...] = ()  # parameter-name prefixes kept fixed, e.g. ("token_embedding",)
     lora_rank: int = 8
     lora_alpha: float = 16.0
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
@@ -55,6 +56,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.tasks = tuple(self.tasks)
+        self.freeze = tuple(self.freeze)
         self.betas = (float(self.betas[0]), float(self.betas[1]))
         unknown = sorted(set(self.tasks) - set(TASKS))
         if unknown or not self.tasks:
@@ -76,6 +78,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["tasks"] = list(self.tasks)
+        data["freeze"] = list(self.freeze)
         data["betas"] = list(self.betas)
         return data
 

@@ -163,8 +163,8 @@ def example_from_row(row: dict[str, Any], *, source: str, where: str = "") -> Ex
     summary = _first(row, SUMMARY_FIELDS)
     topic = _first(row, TOPIC_FIELDS)
     emotions = _first(row, EMOTION_FIELDS)
-    if isinstance(emotions, str):
-        emotions = [part.strip() for part in re.split(r"[,;|]", emotions) if part.strip()]
+    if isinstance(emotions, str):  # a CSV cell: empty means "not labelled"
+        emotions = [part.strip() for part in re.split(r"[,;|]", emotions) if part.strip()] or None
     if emotions is not None and not isinstance(emotions, list | tuple):
         raise DataError(f"{where}: emotions must be a list or a comma-separated string, got {emotions!r}")
     if summary in ("", None) and topic in ("", None) and emotions is None:

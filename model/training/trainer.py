@@ -109,9 +109,11 @@ class Trainer:
         seed_everything(config.seed)
         self.model = model.to(self.device)
         if config.mode == "lora":
-            trainable = configure_lora(self.model)
-        else:
-            trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+            configure_lora(self.model)
+        for name, param in self.model.named_parameters():
+            if name.startswith(config.freeze) and config.freeze:
+                param.requires_grad = False
+        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         log.info("training %s parameters (%s mode) on %s", f"{trainable:,}", config.mode, self.device)
         self.autocast_dtype = torch.bfloat16 if self._use_bf16() else None
         self.forward = torch.compile(self.model) if config.compile else self.model

@@ -1,0 +1,142 @@
+"""Evaluating a model on held-out examples: topic, emotion (thresholds tuned on dev) and summary scores.
+
+``evaluate`` never chooses anything on test: emotion thresholds come from the dev rows and are then applied
+unchanged to the test rows. ``held_out_score`` folds the per-task numbers into the one figure used to decide
+whether a new version may replace the active one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from model.multitask import MultiTaskModel
+from model.training.batching import group_by_length, token_ids
+from model.training.data import Example
+from model.training.metrics import emotion_metrics, multi_hot, rouge, topic_metrics, tune_thresholds
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalSettings:
+    max_input_length: int = 512
+    input_prefix: str = ""
+    batch_size: int = 32
+    max_tokens_per_batch: int = 16384
+    max_summary_examples: int = 200  # generation is the slow part; the first N labelled test rows
+    max_new_tokens: int = 128
+    num_beams: int = 1
+    no_repeat_ngram_size: int = 3
+
+
+@torch.no_grad()
+def class_scores(
+    model: MultiTaskModel, tokenizer: Any, texts: Sequence[str], settings: EvalSettings
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(topic probabilities (N, K) | None, emotion probabilities (N, L) | None), in input order."""
+    model.eval()
+    device = next(model.parameters()).device
+    ids = token_ids(tokenizer, [settings.input_prefix + t for t in texts], settings.max_input_length)
+    topics = np.zeros((len(texts), len(model.config.topic_labels)), dtype=np.float32)
+    emotions = np.zeros((len(texts), len(model.config.emotion_labels)), dtype=np.float32)
+    for group in group_by_length(range(len(ids)), [len(s) for s in ids], settings.batch_size,
+                                 settings.max_tokens_per_batch):
+        input_ids, mask = _pad([ids[i] for i in group], model.config.pad_token_id, device)
+        output = model.classify(model.encode(input_ids, mask), mask)
+        if output.topic_logits is not None:
+            topics[group] = output.topic_probabilities().cpu().numpy()
+        if output.emotion_logits is not None:
+            emotions[group] = output.emotion_probabilities().cpu().numpy()
+    return (topics if model.topic_head is not None else None,
+            emotions if model.emotion_head is not None else None)
+
+
+@torch.no_grad()
+def summarize(model: MultiTaskModel, tokenizer: Any, texts: Sequence[str], settings: EvalSettings) -> list[str]:
+    model.eval()
+    device = next(model.parameters()).device
+    ids = token_ids(tokenizer, [settings.input_prefix + t for t in texts], settings.max_input_length)
+    summaries: list[str] = [""] * len(texts)
+    for group in group_by_length(range(len(ids)), [len(s) for s in ids], settings.batch_size,
+                                 settings.max_tokens_per_batch):
+        input_ids, mask = _pad([ids[i] for i in group], model.config.pad_token_id, device)
+        generated = model.generate(input_ids, mask, max_new_tokens=settings.max_new_tokens,
+                                   num_beams=settings.num_beams, no_repeat_ngram_size=settings.no_repeat_ngram_size)
+        for index, text in zip(group, tokenizer.batch_decode(generated), strict=True):
+            summaries[index] = text
+    return summaries
+
+
+def evaluate(
+    model: MultiTaskModel,
+    tokenizer: Any,
+    dev: Sequence[Example],
+    test: Sequence[Example],
+    settings: EvalSettings | None = None,
+    tasks: Sequence[str] = ("summary", "topic", "emotion"),
+) -> dict[str, Any]:
+    """Scores on `test`; emotion thresholds tuned on `dev`. Returns {"topic": ..., "emotion": ..., "summary": ...,
+    "emotion_thresholds": {label: t}} for the tasks the model has heads and labelled rows for."""
+    settings = settings or EvalSettings()
+    config = model.config
+    results: dict[str, Any] = {}
+    if "topic" in tasks and model.topic_head is not None:
+        rows = [e for e in test if e.topic is not None]
+        if rows:
+            probabilities, _ = class_scores(model, tokenizer, [e.text for e in rows], settings)
+            predicted = [config.topic_labels[i] for i in probabilities.argmax(1)]
+            labels = sorted(set(config.topic_labels) | {e.topic for e in rows})
+            results["topic"] = topic_metrics([e.topic for e in rows], predicted, labels)
+    if "emotion" in tasks and model.emotion_head is not None:
+        dev_rows = [e for e in dev if e.emotions is not None]
+        test_rows = [e for e in test if e.emotions is not None]
+        if test_rows:
+            labels = config.emotion_labels
+            if dev_rows:
+                _, dev_scores = class_scores(model, tokenizer, [e.text for e in dev_rows], settings)
+                thresholds = tune_thresholds(_gold(dev_rows, labels), dev_scores)
+            else:
+                log.warning("no dev rows with emotions: thresholds stay at 0.5")
+                thresholds = [0.5] * len(labels)
+            _, test_scores = class_scores(model, tokenizer, [e.text for e in test_rows], settings)
+            results["emotion"] = emotion_metrics(_gold(test_rows, labels), test_scores, thresholds)
+            results["emotion_thresholds"] = dict(zip(labels, thresholds, strict=True))
+    if "summary" in tasks:
+        rows = [e for e in test if e.summary is not None][: settings.max_summary_examples]
+        if rows:
+            predictions = summarize(model, tokenizer, [e.text for e in rows], settings)
+            results["summary"] = {**rouge(predictions, [e.references or (e.summary,) for e in rows]),
+                                  "n": len(rows), "examples": predictions[:3]}
+    return results
+
+
+def held_out_score(metrics: dict[str, Any], tasks: Sequence[str] | None = None) -> float | None:
+    """The mean of topic macro-F1, emotion micro-F1 and ROUGE-L over the tasks present (and in `tasks`)."""
+    parts = {
+        "topic": metrics.get("topic", {}).get("macro_f1"),
+        "emotion": metrics.get("emotion", {}).get("micro_f1"),
+        "summary": metrics.get("summary", {}).get("rougeL"),
+    }
+    values = [v for task, v in parts.items() if v is not None and (tasks is None or task in tasks)]
+    return sum(values) / len(values) if values else None
+
+
+def _gold(rows: Sequence[Example], labels: Sequence[str]) -> np.ndarray:
+    known = set(labels)
+    return multi_hot([[label for label in e.emotions if label in known] for e in rows], labels)
+
+
+def _pad(seqs: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, seq in enumerate(seqs):
+        ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    return ids.to(device), mask.to(device)

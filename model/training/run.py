@@ -1,0 +1,312 @@
+"""One training run end to end: data -> initial model -> training -> held-out evaluation -> a version folder.
+
+``RunSpec`` says what to do (data sets, where to start, model shape for scratch runs, training and
+evaluation settings) and is plain JSON, so the same spec comes from the CLI, from a training-run row's
+``params``, or from a named recipe (``RECIPES``). ``train_version`` does the work and knows nothing about
+the database: the worker (``workers.training_job``) adds corrections, progress reporting and registration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model.artifacts import goemotions_labels, load_artifact, save_artifact
+from model.config import ModelConfig
+from model.factory import build_model, load_pretrained
+from model.multitask import MultiTaskModel
+from model.tokenizer import Tokenizer
+from model.training.adapters import merge_lora, with_lora
+from model.training.baselines import lead3_baseline, tfidf_emotion_baseline, tfidf_topic_baseline
+from model.training.batching import token_ids
+from model.training.config import TrainConfig
+from model.training.data import (
+    DEFAULT_FRACTIONS,
+    Example,
+    data_hash,
+    deduplicate,
+    describe,
+    load_datasets,
+    split_examples,
+)
+from model.training.embeddings import lsa_embeddings
+from model.training.evaluation import EvalSettings, evaluate, held_out_score
+from model.training.plots import plot_confusion, plot_loss_curves
+from model.training.trainer import ProgressCallback, Trainer, TrainResult
+
+log = logging.getLogger(__name__)
+
+
+class RunSpecError(ValueError):
+    """A training request that cannot be run as given; the message names the setting."""
+
+
+@dataclass
+class RunSpec:
+    datasets: list[str] = field(default_factory=lambda: ["bbc", "goemotions"])
+    # "scratch", "active" (the caller substitutes the active version's folder), a version folder,
+    # or a T5 / FLAN-T5 checkpoint folder
+    init: str = "scratch"
+    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields for scratch runs
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    split_fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
+    max_train_examples: int | None = None  # per source, after splitting (quick runs, tests)
+    max_eval_examples: int | None = None  # per source, for dev and test
+    lsa_init: bool = True  # scratch runs: token embeddings from LSA over the training texts
+    baselines: bool = True  # TF-IDF + LR and lead-3 on the same splits
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["train"] = self.train.to_dict()
+        data["split_fractions"] = list(self.split_fractions)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSpec:
+        data = dict(data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise RunSpecError(f"unknown run settings: {unknown}; known: {sorted(known)}")
+        if "train" in data and isinstance(data["train"], dict):
+            data["train"] = TrainConfig.from_dict(data["train"])
+        if "eval" in data and isinstance(data["eval"], dict):
+            data["eval"] = EvalSettings(**data["eval"])
+        if "split_fractions" in data:
+            data["split_fractions"] = tuple(data["split_fractions"])
+        return cls(**data)
+
+
+# The starter recipe: a small model from scratch on the local corpora, sized for a 2-core CPU in minutes.
+STARTER_MODEL = dict(
+    d_model=128, d_kv=32, num_heads=4, d_ff=256, num_layers=2, num_decoder_layers=2,
+    tie_word_embeddings=True,  # one 4M-parameter table instead of two: half the optimizer work per step
+    dropout_rate=0.0,  # dropout's random masks cost a fifth of a CPU step; early stopping regularises instead
+    max_input_length=128,  # title and lead: enough for topic and emotion, and four times cheaper than 512
+)
+STARTER_TRAIN = dict(
+    learning_rate=1e-3, warmup_steps=100, max_steps=3000, min_lr_ratio=0.05, batch_size=32,
+    max_tokens_per_batch=2048, max_input_length=128, max_summary_length=48, task_temperature=2.0,
+    eval_every=500, early_stopping_patience=2, log_every=20, weight_decay=0.01,
+    time_budget_s=600.0,  # the recipe must finish in 15 minutes on 2 busy cores: stop training at 10
+)
+STARTER_EVAL = dict(max_input_length=128, max_new_tokens=96, max_summary_examples=200)
+RECIPES: dict[str, dict[str, Any]] = {
+    "starter": dict(datasets=["bbc", "goemotions"], init="scratch", model=STARTER_MODEL, train=STARTER_TRAIN,
+                    eval=STARTER_EVAL),
+    # fine-tune the active version (or the base checkpoint) on the corpora and the corrections
+    "finetune": dict(datasets=["bbc", "goemotions"], init="active",
+                     train=dict(learning_rate=1e-4, warmup_steps=50, max_steps=600, eval_every=200)),
+}
+
+
+def spec_from_params(params: dict[str, Any]) -> RunSpec:
+    """A RunSpec from a recipe name plus overrides: {"recipe": "starter", "train": {"max_steps": 100}, ...}."""
+    params = dict(params)
+    name = params.pop("recipe", "finetune")
+    params.pop("reason", None)  # free text recorded by whoever queued the run
+    params.pop("include_feedback", None)  # read by the worker
+    if name not in RECIPES:
+        raise RunSpecError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}")
+    base = RECIPES[name]
+    merged: dict[str, Any] = {**base, **params}
+    for nested in ("train", "model", "eval"):
+        if nested in base or nested in params:
+            merged[nested] = {**base.get(nested, {}), **params.get(nested, {})}
+    return RunSpec.from_dict(merged)
+
+
+@dataclass
+class RunOutcome:
+    folder: Path
+    metrics: dict[str, Any]
+    result: TrainResult
+    held_out: float | None
+    splits: dict[str, list[Example]]
+    model: MultiTaskModel  # the saved weights, in eval mode
+    tokenizer: Tokenizer
+
+
+# ------------------------------------------------------------------------------------------------ data
+def load_splits(spec: RunSpec, shared_root: Path, extra: Sequence[Example] = ()) -> dict[str, list[Example]]:
+    examples = deduplicate([*load_datasets(spec.datasets, shared_root), *extra])
+    splits = split_examples(examples, spec.split_fractions)
+    caps = {"train": spec.max_train_examples, "dev": spec.max_eval_examples, "test": spec.max_eval_examples}
+    for name, cap in caps.items():
+        if cap is not None:
+            splits[name] = _cap_per_source(splits[name], cap)
+    for name, rows in splits.items():
+        log.info("%s split: %s", name, describe(rows))
+    return splits
+
+
+def _cap_per_source(rows: list[Example], cap: int) -> list[Example]:
+    seen: dict[str, int] = {}
+    kept = []
+    for row in rows:
+        if seen.get(row.source, 0) < cap:
+            kept.append(row)
+            seen[row.source] = seen.get(row.source, 0) + 1
+    return kept
+
+
+# ----------------------------------------------------------------------------------------------- model
+def initial_model(
+    spec: RunSpec, train: Sequence[Example], shared_root: Path
+) -> tuple[MultiTaskModel, Tokenizer, dict[str, Any]]:
+    """(model, tokenizer, labels of the starting point) for spec.init."""
+    if spec.init == "active":
+        raise RunSpecError("init='active' must be replaced by the active version's folder by the caller")
+    if spec.init != "scratch":
+        folder = Path(spec.init)
+        if (folder / "manifest.json").is_file():
+            artifact = load_artifact(folder)
+            return artifact.model, artifact.tokenizer, artifact.labels
+        topic, emotion = _labels_from_data(train, spec.datasets)
+        model = load_pretrained(folder, topic_labels=topic, emotion_labels=emotion)
+        return model, Tokenizer.from_folder(folder if (folder / "spiece.model").exists() else
+                                            shared_root / "tokenizer"), {}
+    tokenizer = Tokenizer.from_folder(shared_root / "tokenizer")
+    topic, emotion = _labels_from_data(train, spec.datasets)
+    config = ModelConfig(topic_labels=topic, emotion_labels=emotion, **spec.model)
+    torch.manual_seed(spec.train.seed)
+    model = build_model(config)
+    if spec.lsa_init:
+        texts = [e.text for e in train] + [e.summary for e in train if e.summary]
+        documents = token_ids(tokenizer, texts, spec.train.max_input_length)
+        with torch.no_grad():
+            model.token_embedding.weight.copy_(
+                lsa_embeddings(documents, config.vocab_size, config.d_model, seed=spec.train.seed)
+            )
+    return model, tokenizer, {}
+
+
+def _labels_from_data(train: Sequence[Example], datasets: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    topics = tuple(sorted({e.topic for e in train if e.topic is not None}))
+    emotions_seen = {label for e in train if e.emotions for label in e.emotions}
+    if "goemotions" in datasets:
+        canonical = goemotions_labels()
+        emotions = canonical + tuple(sorted(emotions_seen - set(canonical)))
+    else:
+        emotions = tuple(sorted(emotions_seen))
+    return topics, emotions
+
+
+# --------------------------------------------------------------------------------------------- the run
+def train_version(
+    spec: RunSpec,
+    output_folder: str | Path,
+    *,
+    shared_root: str | Path,
+    extra_examples: Sequence[Example] = (),
+    callback: ProgressCallback | None = None,
+    checkpoint_dir: str | Path | None = None,
+    device: str = "auto",
+    parent: str | None = None,
+    extra_manifest: dict[str, Any] | None = None,
+    on_phase: Callable[[str], None] | None = None,
+) -> RunOutcome:
+    """Train, evaluate on the held-out split and save a version folder; returns where and how well.
+
+    With ``checkpoint_dir`` the run checkpoints as it goes and resumes from a checkpoint found there.
+    ``on_phase`` hears "loading", "evaluating", "baselines" and "saving" as the run moves past training.
+    """
+    phase = on_phase or (lambda name: None)
+    phase("loading")
+    shared_root = Path(shared_root)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    started = time.perf_counter()
+    splits = load_splits(spec, shared_root, extra_examples)
+    model, tokenizer, base_labels = initial_model(spec, splits["train"], shared_root)
+    if spec.train.mode == "lora":
+        model = with_lora(model, spec.train.lora_rank, spec.train.lora_alpha)
+    trainer = Trainer(model, tokenizer, spec.train, splits["train"], splits["dev"], device=device,
+                      callback=callback, checkpoint_dir=checkpoint_dir)
+    if checkpoint_dir and (Path(checkpoint_dir) / "trainer.json").is_file():
+        trainer.resume(checkpoint_dir)
+    result = trainer.train()
+    model = merge_lora(trainer.model).eval()
+
+    phase("evaluating")
+    eval_started = time.perf_counter()
+    test_metrics = evaluate(model, tokenizer, splits["dev"], splits["test"], spec.eval, tasks=spec.train.tasks)
+    thresholds = test_metrics.pop("emotion_thresholds", base_labels.get("emotion_thresholds", {}))
+    metrics: dict[str, Any] = {
+        "test": test_metrics,
+        "held_out_score": held_out_score(test_metrics),
+        "training": {
+            "steps": result.steps, "best_step": result.best_step, "best_dev_loss": result.best_dev_loss,
+            "stopped_early": result.stopped_early, "stopped_by_time": result.stopped_by_time,
+            "train_seconds": round(result.train_seconds, 1),
+            "eval_seconds": round(time.perf_counter() - eval_started, 1),
+            "device": device, "threads": torch.get_num_threads(),
+        },
+        "data": {name: describe(rows) for name, rows in splits.items()},
+        "split": {"method": "sha256 of normalised text", "fractions": list(spec.split_fractions)},
+    }
+    if spec.baselines:
+        phase("baselines")
+        baseline_started = time.perf_counter()
+        metrics["baselines"] = baselines(splits, model.config, spec.eval.max_summary_examples, spec.train.tasks)
+        metrics["baselines"]["seconds"] = round(time.perf_counter() - baseline_started, 1)
+    metrics["total_seconds"] = round(time.perf_counter() - started, 1)
+    labels = {"topic": list(model.config.topic_labels), "emotion": list(model.config.emotion_labels),
+              "emotion_thresholds": thresholds, "heads_trained": True}
+    phase("saving")
+    with tempfile.TemporaryDirectory() as scratch:
+        plots = _plots(result, test_metrics, Path(scratch))
+        folder = save_artifact(
+            output_folder, model, tokenizer, labels, metrics, parent=parent, extra_files=plots,
+            extra_manifest={
+                "source": "trained",
+                "run_spec": spec.to_dict(),
+                "training_config": spec.train.to_dict(),
+                "data_hashes": {name: data_hash(rows) for name, rows in splits.items()},
+                **(extra_manifest or {}),
+            },
+        )
+    log.info("saved %s: held-out score %s", folder, metrics["held_out_score"])
+    return RunOutcome(folder, metrics, result, metrics["held_out_score"], splits, model, tokenizer)
+
+
+def baselines(splits: dict[str, list[Example]], config: ModelConfig, max_summaries: int,
+              tasks: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    train, dev, test = splits["train"], splits["dev"], splits["test"]
+    if "topic" in tasks and config.topic_labels and any(e.topic for e in test):
+        out["tfidf_lr_topic"] = tfidf_topic_baseline(train, test, sorted(set(config.topic_labels)
+                                                                         | {e.topic for e in test if e.topic}))
+    if "emotion" in tasks and config.emotion_labels and any(e.emotions is not None for e in test):
+        out["tfidf_lr_emotion"] = tfidf_emotion_baseline(train, dev, test, config.emotion_labels)
+    summary_rows = [e for e in test if e.summary is not None][:max_summaries]
+    if "summary" in tasks and summary_rows:
+        out["lead3_summary"] = {**lead3_baseline(summary_rows), "n": len(summary_rows)}
+    return out
+
+
+def _plots(result: TrainResult, metrics: dict[str, Any], folder: Path) -> dict[str, Path]:
+    plots = {"loss_curve.png": plot_loss_curves(_plot_rows(result.history), folder / "loss_curve.png")}
+    topic = metrics.get("topic")
+    if topic:
+        plots["topic_confusion.png"] = plot_confusion(topic["confusion"], topic["labels"],
+                                                      folder / "topic_confusion.png", "topic (test split)")
+    return plots
+
+
+def _plot_rows(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for entry in history:
+        for task, loss in entry.get("losses", {}).items():
+            rows.append({"step": entry["step"], "loss": loss, "task": task})
+        if "dev_loss" in entry:
+            rows.append({"step": entry["step"], "dev_loss": entry["dev_loss"]})
+    return rows
