@@ -1,0 +1,407 @@
+"""Summarisation throughput: our pipeline against transformers' generate, same weights, same inputs, one run.
+
+    python bench/pipeline.py --device cpu --shape small            # 256 -> 64 tokens, batches 1, 8, 32
+    python bench/pipeline.py --device cuda --shape base --out x.jsonl   # 512 -> 128, batches 1..256 + mixed
+
+One random-weight T5 of the given shape is built with transformers (seeded), saved, and loaded into our
+stack, so both sides run identical weights. Fixed-length configurations force exactly `out_len` new tokens
+on both sides (min_new_tokens = max_new_tokens, greedy) and check the outputs agree: identical tokens in
+fp32, the share of identical tokens in bf16. The mixed configuration draws input lengths at random and
+lets rows stop at EOS (the EOS logit is scaled so that outputs have varied lengths), and reports the
+padding both sides compute for nothing. Each configuration prints one JSON line; a failing configuration
+prints an error line and the run goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+
+# run as a script, this folder comes first on sys.path, where a sibling (bench/queue.py) would shadow the
+# standard library module of that name: put the repository root there instead
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import torch  # noqa: E402
+
+from bench.hf_reference import build_reference, hf_generate, save_checkpoint  # noqa: E402
+from model import load_pretrained  # noqa: E402
+from model.batching import padding_waste, plan_batches  # noqa: E402
+from model.pipeline import Pipeline, PipelineConfig  # noqa: E402
+
+EOS = 1
+DEFAULTS = {
+    "cpu": dict(shape="small", in_len=256, out_len=64, batches="8,1,32", rounds=2, mixed_docs=0),
+    "cuda": dict(shape="base", in_len=512, out_len=128, batches="32,256,128,1", rounds=2, mixed_docs=512),
+}
+
+
+# ---------------------------------------------------------------------------------------------- memory
+class PeakMemory:
+    """Peak bytes above the level at start: the CUDA allocator's peak, or sampled RSS on a CPU."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peak = 0
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self._start = torch.cuda.memory_allocated()
+        else:
+            self._start = self._rss()
+            self._stop = threading.Event()
+            self._max = self._start
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated() - self._start
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self._max, self._rss()) - self._start
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self._max = max(self._max, self._rss())
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+def random_documents(count: int, lengths: list[int], vocab: int, seed: int) -> list[list[int]]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(5, vocab - 100, (n - 1,), generator=g).tolist() + [EOS] for n in lengths[:count]]
+
+
+def pad(docs: list[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(d) for d in docs)
+    ids = torch.zeros((len(docs), width), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, doc in enumerate(docs):
+        ids[row, : len(doc)] = torch.tensor(doc)
+        mask[row, : len(doc)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def strip_after_eos(row: list[int]) -> list[int]:
+    return row[: row.index(EOS) + 1] if EOS in row else row
+
+
+def agreement(ours: list[list[int]], theirs: list[list[int]]) -> dict:
+    """Share of positions (over the longer output of each pair) and of documents that are identical."""
+    same = total = rows = 0
+    for a, b in zip(ours, theirs, strict=True):
+        width = max(len(a), len(b))
+        same += sum(1 for x, y in zip(a, b, strict=False) if x == y)
+        total += width
+        rows += a == b
+    return {
+        "tokens_identical_share": round(same / max(total, 1), 4),
+        "docs_identical_share": round(rows / len(ours), 4),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- the two sides
+def run_transformers(
+    hf, docs: list[list[int]], batch: int, out_len: int, min_len: int, device
+) -> tuple[list, float, dict]:
+    """transformers' generate over batches of `batch` documents in input order (what a user would write)."""
+    outputs, row_steps = [], 0
+    synchronize(device)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(docs), batch):
+            ids, mask = pad(docs[i : i + batch], device)
+            out = hf_generate(hf, ids, mask, out_len, min_len).cpu()
+            row_steps += out.shape[0] * out.shape[1]
+            outputs += [strip_after_eos(row) for row in out.tolist()]
+    seconds = time.perf_counter() - start
+    batches = [list(range(i, min(i + batch, len(docs)))) for i in range(0, len(docs), batch)]
+    work = {
+        "encoder_padding_waste": round(padding_waste([len(d) for d in docs], batches), 4),
+        "decoder_waste": round(1 - sum(len(o) for o in outputs) / max(row_steps, 1), 4),
+    }
+    return outputs, seconds, work
+
+
+def make_pipeline(model, batch: int, in_len: int, out_len: int, min_len: int, device) -> Pipeline:
+    config = PipelineConfig(
+        max_summary_tokens=out_len,
+        min_summary_tokens=min_len,
+        max_batch_rows=batch,
+        max_batch_tokens=batch * in_len,
+    )
+    return Pipeline.for_model(model, version="bench", device=device, config=config)
+
+
+def run_ours(pipeline: Pipeline, docs: list[list[int]], device) -> tuple[list, float, dict]:
+    synchronize(device)
+    stats_before = dict(vars(pipeline.decoder.stats))
+    stages_before = dict(pipeline.stage_seconds)
+    start = time.perf_counter()
+    outputs = pipeline.generate_ids(docs)
+    seconds = time.perf_counter() - start
+    stats = pipeline.decoder.stats
+    row_steps = stats.row_steps - stats_before["row_steps"]
+    tokens = stats.tokens - stats_before["tokens"]
+    steps = stats.steps - stats_before["steps"]
+    decode_s = pipeline.stage_seconds.get("summarize_s", 0) - stages_before.get("summarize_s", 0)
+    batches = plan_batches([len(d) for d in docs], pipeline.budget)
+    work = {
+        "encode_s": round(pipeline.stage_seconds.get("encode_s", 0) - stages_before.get("encode_s", 0), 4),
+        "decode_s": round(decode_s, 4),
+        "decode_step_ms": round(1000 * decode_s / max(steps, 1), 3),
+        "encoder_padding_waste": round(padding_waste([len(d) for d in docs], batches), 4),
+        "decoder_waste": round(1 - tokens / max(row_steps, 1), 4),
+        "compactions": stats.compactions - stats_before["compactions"],
+        "graphs": stats.graphs_captured,
+        "attention": stats.attention,
+        "attention_ms": stats.attention_ms,
+        "graph_error": stats.graph_error,
+    }
+    return outputs, seconds, work
+
+
+# ---------------------------------------------------------------------------------------------- configurations
+def bench_fixed(models, args, batch: int, device, dtype) -> dict:
+    """`rounds` batches of `batch` documents of in_len tokens, exactly out_len new tokens each."""
+    ours_model, hf = models
+    docs = random_documents(
+        batch * args.rounds, [args.in_len] * batch * args.rounds, ours_model.config.vocab_size, seed=batch
+    )
+    warm = docs[:batch]
+    with PeakMemory(device) as ours_mem:
+        pipeline = make_pipeline(ours_model, batch, args.in_len, args.out_len, args.out_len, device)
+        pipeline.generate_ids(warm)  # warm-up: kernels, graph capture, attention choice
+        ours_out, ours_s, ours_work = run_ours(pipeline, docs, device)
+    del pipeline
+    release(device)
+    with PeakMemory(device) as hf_mem:
+        ids, mask = pad(warm[: min(batch, 4)], device)
+        with torch.inference_mode():
+            hf_generate(hf, ids, mask, 4, 4)  # warm-up
+        hf_out, hf_s, _ = run_transformers(hf, docs, batch, args.out_len, args.out_len, device)
+    release(device)
+    return report(
+        "fixed", batch, docs, args, dtype, ours_out, ours_s, ours_mem, ours_work, hf_out, hf_s, hf_mem, {}
+    )
+
+
+def bench_mixed(models, args, device, dtype, head_fp32: torch.Tensor) -> dict:
+    """Random input lengths, real EOS stopping; ours buckets by length, transformers takes input order."""
+    ours_model, hf = models
+    g = torch.Generator().manual_seed(7)
+    lengths = torch.randint(16, args.in_len + 1, (args.mixed_docs,), generator=g).tolist()
+    docs = random_documents(args.mixed_docs, lengths, ours_model.config.vocab_size, seed=11)
+    batch = args.mixed_batch
+    factor = calibrate_eos(ours_model, hf, head_fp32, docs[:64], args, device)
+    with PeakMemory(device) as ours_mem:
+        pipeline = make_pipeline(ours_model, batch, args.in_len, args.out_len, 0, device)
+        pipeline.generate_ids(docs[:batch])
+        ours_out, ours_s, ours_work = run_ours(pipeline, docs, device)
+    del pipeline
+    release(device)
+    with PeakMemory(device) as hf_mem:
+        hf_out, hf_s, hf_work = run_transformers(hf, docs, batch, args.out_len, 0, device)
+    release(device)
+    extra = {
+        "eos_factor": round(factor, 3),
+        "mean_out_len": round(statistics.mean(len(o) for o in ours_out), 1),
+        "stopped_share": round(sum(o[-1] == EOS for o in ours_out) / len(ours_out), 3),
+        "hf_encoder_padding_waste": hf_work["encoder_padding_waste"],
+        "hf_decoder_waste": hf_work["decoder_waste"],
+    }
+    return report(
+        "mixed", batch, docs, args, dtype, ours_out, ours_s, ours_mem, ours_work, hf_out, hf_s, hf_mem, extra
+    )
+
+
+def calibrate_eos(ours_model, hf, head_fp32, sample, args, device, target: float = 0.4) -> float:
+    """Scale the EOS row of the LM head (both models, identical values) until the median output of a
+    sample is about `target` x out_len long: bisection on log(factor)."""
+    lo, hi = 0.5, 32.0
+    factor = 1.0
+    pipeline = make_pipeline(ours_model, len(sample), args.in_len, args.out_len, 0, device)
+    for _ in range(7):
+        factor = (lo * hi) ** 0.5
+        set_eos_row(ours_model, hf, head_fp32, factor)
+        median = statistics.median(len(o) for o in pipeline.generate_ids(sample))
+        if median > target * args.out_len:
+            lo = factor
+        else:
+            hi = factor
+    del pipeline
+    return factor
+
+
+@torch.no_grad()
+def set_eos_row(ours_model, hf, head_fp32: torch.Tensor, factor: float) -> None:
+    others = torch.cat([head_fp32[:EOS], head_fp32[EOS + 1 :]])
+    row = head_fp32[EOS] / head_fp32[EOS].norm() * others.norm(dim=1).mean() * factor
+    ours_head = (
+        ours_model.lm_head.weight if ours_model.lm_head is not None else ours_model.token_embedding.weight
+    )
+    ours_head[EOS] = row.to(ours_head)
+    hf.lm_head.weight[EOS] = row.to(hf.lm_head.weight)
+
+
+def report(
+    kind, batch, docs, args, dtype, ours_out, ours_s, ours_mem, ours_work, hf_out, hf_s, hf_mem, extra
+) -> dict:
+    ours_rate, hf_rate = len(docs) / ours_s, len(docs) / hf_s
+    line = {
+        "config": f"{kind}-b{batch}",
+        "shape": args.shape,
+        "device": args.device,
+        "dtype": str(dtype).removeprefix("torch."),
+        "batch": batch,
+        "docs": len(docs),
+        "in_len": args.in_len if kind == "fixed" else "16-" + str(args.in_len),
+        "out_len": args.out_len if kind == "fixed" else "<=" + str(args.out_len),
+        "ours_docs_per_s": round(ours_rate, 3),
+        "hf_docs_per_s": round(hf_rate, 3),
+        "ratio": round(ours_rate / hf_rate, 2),
+        "ours_peak_mb": round(ours_mem.peak / 2**20, 1),
+        "hf_peak_mb": round(hf_mem.peak / 2**20, 1),
+        **agreement(ours_out, hf_out),
+        **{f"ours_{k}": v for k, v in ours_work.items()},
+        **extra,
+    }
+    if dtype == torch.float32:
+        line["tokens_identical"] = ours_out == hf_out
+    return line
+
+
+def release(device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+# ---------------------------------------------------------------------------------------------- main
+@contextmanager
+def error_line(config: str, out):
+    try:
+        yield
+    except Exception as err:  # one failing configuration must not cost the others
+        emit(
+            {
+                "config": config,
+                "error": f"{type(err).__name__}: {err}",
+                "traceback": traceback.format_exc()[-1500:],
+            },
+            out,
+        )
+        release(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def emit(line: dict, out) -> None:
+    text = json.dumps(line)
+    print(text, flush=True)
+    if out is not None:
+        out.write(text + "\n")
+        out.flush()
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu"
+    )
+    p.add_argument("--shape", choices=["tiny", "small", "base"])
+    p.add_argument("--in-len", type=int)
+    p.add_argument("--out-len", type=int)
+    p.add_argument("--batches", help="comma-separated batch sizes of the fixed-length configurations")
+    p.add_argument("--rounds", type=int, help="timed batches per fixed-length configuration")
+    p.add_argument("--mixed-docs", type=int, help="documents in the mixed-length configuration (0: skip)")
+    p.add_argument("--mixed-batch", type=int, default=256)
+    p.add_argument(
+        "--dtype", choices=["float32", "bfloat16"], help="default: bfloat16 on cuda, float32 on cpu"
+    )
+    p.add_argument("--threads", type=int, help="CPU: torch threads for both sides (default: torch's)")
+    p.add_argument("--time-budget-s", type=float, default=float("inf"), help="skip configurations after this")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, help="also append the JSON lines to this file")
+    args = p.parse_args(argv)
+    for key, value in DEFAULTS[args.device].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    dtype = (
+        getattr(torch, args.dtype)
+        if args.dtype
+        else (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    )
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    import transformers
+
+    out = open(args.out, "a") if args.out else None  # noqa: SIM115
+    started = time.perf_counter()
+    emit(
+        {
+            "config": "env",
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "device_name": torch.cuda.get_device_name()
+            if device.type == "cuda"
+            else f"cpu x{torch.get_num_threads()} threads",
+            "load_avg": os.getloadavg()[0],
+            "shape": args.shape,
+        },
+        out,
+    )
+    hf = build_reference(args.shape, seed=args.seed)
+    head = hf.lm_head.weight.detach().clone()
+    with tempfile.TemporaryDirectory() as folder:
+        ours = load_pretrained(save_checkpoint(hf, folder), device=device, dtype=dtype)
+    hf = hf.to(device=device, dtype=dtype)
+    models = (ours, hf)
+    emit({"config": "setup", "seconds": round(time.perf_counter() - started, 1)}, out)
+    for batch in [int(b) for b in args.batches.split(",") if b]:
+        if time.perf_counter() - started > args.time_budget_s:
+            emit({"config": f"fixed-b{batch}", "skipped": "time budget"}, out)
+            continue
+        with error_line(f"fixed-b{batch}", out):
+            emit(bench_fixed(models, args, batch, device, dtype), out)
+    if args.mixed_docs:
+        if time.perf_counter() - started > args.time_budget_s:
+            emit({"config": "mixed", "skipped": "time budget"}, out)
+        else:
+            with error_line("mixed", out):
+                emit(bench_mixed(models, args, device, dtype, head), out)
+    emit({"config": "done", "seconds": round(time.perf_counter() - started, 1)}, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

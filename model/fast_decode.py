@@ -1,0 +1,418 @@
+"""Greedy decoding on a static cache: the summariser's fast path, captured in CUDA graphs on a GPU.
+
+``model.generation.greedy_search`` is the reference loop (and the one that does beam search, n-gram bans
+and repetition penalties). This one does plain greedy decoding with ``min_new_tokens`` and nothing else,
+and is built for throughput:
+
+- the decoder weights are fused per layer (q|k|v, cross k|v, wi_0|wi_1), so a step launches fewer kernels;
+- all state lives in a ``StaticDecodeCache`` (fixed addresses), written in place, so one decoding step can
+  be captured in a CUDA graph and replayed: one launch per step instead of hundreds;
+- the step keeps its own counter on the device, so the host does not touch the GPU between steps; it reads
+  the finished flags every ``sync_every`` steps and then moves the rows still decoding to the front
+  (``compact``) once enough have finished, so finished documents stop costing work;
+- self-attention reads only the positions written so far, rounded up to ``key_block``.
+
+On a CPU the same step runs eagerly, with exact key lengths and a check after every step.
+Numerics are those of ``MultiTaskModel.decode_step`` (same norms, biases and masks), and the output has the
+same shape and padding as ``MultiTaskModel.generate``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from model.attention import masked_bias
+from model.layers import RMSNorm
+from model.lora import LoRALinear
+from model.multitask import MultiTaskModel
+from model.static_cache import CacheShape, StaticDecodeCache
+
+logger = logging.getLogger(__name__)
+
+ATTENTION_KINDS = ("sdpa", "matmul")
+
+
+def _weight(linear: torch.nn.Linear) -> torch.Tensor:
+    return linear.merged_weight() if isinstance(linear, LoRALinear) else linear.weight.detach()
+
+
+@dataclass
+class LayerWeights:
+    self_norm: RMSNorm
+    self_qkv: torch.Tensor  # (3 * inner, d_model)
+    self_out: torch.Tensor  # (d_model, inner)
+    cross_norm: RMSNorm
+    cross_q: torch.Tensor  # (inner, d_model)
+    cross_kv: torch.Tensor  # (2 * inner, d_model): applied once to the encoder states
+    cross_out: torch.Tensor  # (d_model, inner)
+    ff_norm: RMSNorm
+    ff_in: torch.Tensor  # (2 * d_ff, d_model) gated (wi_0 | wi_1), (d_ff, d_model) plain
+    ff_out: torch.Tensor  # (d_model, d_ff)
+
+
+class DecoderWeights:
+    """The decoder's weights, fused per layer, read from (and sharing norms with) a MultiTaskModel."""
+
+    @torch.no_grad()
+    def __init__(self, model: MultiTaskModel):
+        cfg = model.config
+        self.heads, self.head_dim = cfg.num_heads, cfg.d_kv
+        self.gated = cfg.is_gated
+        self.scale = cfg.d_model**-0.5 if cfg.scale_decoder_outputs else None
+        self.embedding = model.token_embedding.weight.detach()
+        self.lm_head = self.embedding if model.lm_head is None else model.lm_head.weight.detach()
+        self.final_norm = model.decoder.final_norm
+        self.relative_bias = model.decoder.relative_bias
+        self.layers = []
+        for block in model.decoder.blocks:
+            sa, ca, ff = block.self_attn, block.cross_attn, block.ff
+            ff_in = torch.cat([_weight(ff.wi_0), _weight(ff.wi_1)]) if self.gated else _weight(ff.wi)
+            self.layers.append(
+                LayerWeights(
+                    self_norm=block.self_attn_norm,
+                    self_qkv=torch.cat([_weight(sa.q), _weight(sa.k), _weight(sa.v)]),
+                    self_out=_weight(sa.o),
+                    cross_norm=block.cross_attn_norm,
+                    cross_q=_weight(ca.q),
+                    cross_kv=torch.cat([_weight(ca.k), _weight(ca.v)]),
+                    cross_out=_weight(ca.o),
+                    ff_norm=block.ff_norm,
+                    ff_in=ff_in,
+                    ff_out=_weight(ff.wo),
+                )
+            )
+
+    def cross_key_values(self, encoder_states: torch.Tensor) -> list[torch.Tensor]:
+        """encoder_states (B, S, d_model) -> per layer (2, B, H, S, d_kv)."""
+        B, S, _ = encoder_states.shape
+        return [
+            F.linear(encoder_states, layer.cross_kv)
+            .view(B, S, 2, self.heads, self.head_dim)
+            .permute(2, 0, 3, 1, 4)
+            for layer in self.layers
+        ]
+
+    def self_bias_table(self, length: int, dtype: torch.dtype) -> torch.Tensor:
+        """(T, H, T): row p is the self-attention bias of query position p, causal mask folded in."""
+        positions = torch.arange(length, device=self.embedding.device)
+        causal = (positions[None, :] <= positions[:, None])[None, None]  # (1, 1, T, T)
+        bias = masked_bias(causal, self.relative_bias(positions, positions), dtype)  # (1, H, T, T)
+        return bias[0].transpose(0, 1).contiguous()
+
+
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, kind: str) -> torch.Tensor:
+    """q (B, H, 1, D) over k, v (B, H, T, D) with an additive bias; T5 does not scale the scores."""
+    if kind == "sdpa":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
+    scores = torch.matmul(q, k.transpose(-1, -2)).float() + bias  # (B, H, 1, T)
+    return torch.matmul(torch.softmax(scores, dim=-1).to(v.dtype), v)
+
+
+@torch.no_grad()
+def decode_step(
+    w: DecoderWeights,
+    cache: StaticDecodeCache,
+    bias_table: torch.Tensor,  # (T, H, T) from DecoderWeights.self_bias_table
+    rows: int,  # the step runs on cache rows [0, rows)
+    key_len: int,  # self-attention keys read: >= step + 1 (unwritten slots are masked by the table)
+    source_len: int,  # cross-attention keys read
+    eos_token_id: int,
+    min_new_tokens: int,
+    attention: str,
+) -> None:
+    """One greedy step for every row, entirely on the device and in place (capturable in a CUDA graph)."""
+    H, D = w.heads, w.head_dim
+    step = cache.step  # (1,) position of the token produced now
+    x = F.embedding(cache.tokens[:rows], w.embedding)[:, None]  # (B, 1, d_model)
+    self_bias = bias_table.index_select(0, step)[:, :, None, :key_len]  # (1, H, 1, Tk)
+    cross_bias = cache.cross_bias[:rows, :, :, :source_len]  # (B, 1, 1, S)
+    for layer, lw in enumerate(w.layers):
+        # self-attention: write this position's K/V into the cache, attend over the written prefix
+        q, k, v = F.linear(lw.self_norm(x), lw.self_qkv).view(rows, 1, 3, H, D).permute(2, 0, 3, 1, 4)
+        keys, values = cache.self_kv[layer, 0, :rows], cache.self_kv[layer, 1, :rows]  # (B, H, T, D)
+        keys.index_copy_(2, step, k)
+        values.index_copy_(2, step, v)
+        attn = _attend(q, keys[:, :, :key_len], values[:, :, :key_len], self_bias, attention)
+        x = x + F.linear(attn.transpose(1, 2).reshape(rows, 1, H * D), lw.self_out)
+        # cross-attention over the encoder K/V computed once
+        q = F.linear(lw.cross_norm(x), lw.cross_q).view(rows, 1, H, D).transpose(1, 2)
+        keys = cache.cross_kv[layer, 0, :rows, :, :source_len]
+        values = cache.cross_kv[layer, 1, :rows, :, :source_len]
+        attn = _attend(q, keys, values, cross_bias, attention)
+        x = x + F.linear(attn.transpose(1, 2).reshape(rows, 1, H * D), lw.cross_out)
+        # feed-forward
+        hidden = F.linear(lw.ff_norm(x), lw.ff_in)
+        if w.gated:
+            gate, up = hidden.chunk(2, dim=-1)
+            hidden = F.gelu(gate, approximate="tanh") * up
+        else:
+            hidden = F.relu(hidden)
+        x = x + F.linear(hidden, lw.ff_out)
+    x = w.final_norm(x)[:, 0]
+    if w.scale is not None:
+        x = x * w.scale
+    logits = F.linear(x, w.lm_head)  # (B, V)
+    if min_new_tokens > 0:
+        logits[:, eos_token_id].masked_fill_(step < min_new_tokens, float("-inf"))
+    finished = cache.finished[:rows]
+    next_tokens = logits.argmax(dim=-1).masked_fill_(finished, cache.pad_token_id)  # (B,)
+    cache.out[:rows].index_copy_(1, step, next_tokens[:, None])
+    finished |= next_tokens == eos_token_id
+    cache.tokens[:rows].copy_(next_tokens)
+    step += 1
+
+
+def ladder_size(rows: int) -> int:
+    """Smallest of 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, ... that holds `rows`: the batch sizes graphs are
+    captured for, so a shrinking batch needs only a few of them."""
+    power = 1 << max(0, (rows - 1).bit_length())  # next power of two >= rows
+    three_quarters = power // 4 * 3
+    return three_quarters if three_quarters >= rows else power
+
+
+def round_up(value: int, block: int) -> int:
+    return int(math.ceil(value / block) * block)
+
+
+@dataclass
+class DecodeStats:
+    """Counters across generate() calls; row_steps - tokens is the work spent on rows that had finished."""
+
+    calls: int = 0
+    steps: int = 0  # decoding steps run
+    row_steps: int = 0  # rows x steps computed (fillers and finished-but-not-yet-removed rows included)
+    tokens: int = 0  # tokens the rows really produced (EOS included)
+    compactions: int = 0
+    graphs_captured: int = 0
+    attention: str = ""
+    attention_ms: dict[str, float] = field(default_factory=dict)  # one step per kernel kind, when timed
+    graph_error: str = ""  # why decoding fell back to eager steps, if it did
+
+    @property
+    def wasted_fraction(self) -> float:
+        return 0.0 if self.row_steps == 0 else 1.0 - self.tokens / self.row_steps
+
+
+class GreedyDecoder:
+    """Greedy decoding for one MultiTaskModel in eval mode; keeps its cache and graphs between calls."""
+
+    def __init__(
+        self,
+        model: MultiTaskModel,
+        *,
+        use_cuda_graphs: bool | None = None,  # None: on CUDA devices
+        sync_every: int | None = None,  # steps between finished-flag reads; None: 8 with graphs, else 1
+        key_block: int | None = None,  # self-attention key lengths are rounded up to this; None: 16 / 1
+        source_block: int | None = None,  # encoder lengths are rounded up to this; None: 64 / 1
+        attention: str = "auto",  # "sdpa", "matmul" or "auto" (timed once on CUDA, "matmul" on a CPU)
+        batch_ladder: bool | None = None,  # round batch sizes up to ladder_size(); None: with graphs
+        cpu_threads: int | None = None,  # CPU: torch threads while decoding (restored after); None: as set
+    ):
+        if attention not in (*ATTENTION_KINDS, "auto"):
+            raise ValueError(f"attention={attention!r}; use one of {ATTENTION_KINDS} or 'auto'")
+        self.config = model.config
+        self.weights = DecoderWeights(model)
+        self.device = self.weights.embedding.device
+        self.dtype = self.weights.embedding.dtype
+        on_cuda = self.device.type == "cuda"
+        self.use_graphs = on_cuda if use_cuda_graphs is None else use_cuda_graphs
+        if self.use_graphs and not on_cuda:
+            raise ValueError("CUDA graphs need the model on a CUDA device")
+        self.batch_ladder = self.use_graphs if batch_ladder is None else batch_ladder
+        self.sync_every = sync_every or (8 if self.use_graphs else 1)
+        self.key_block = key_block or (16 if self.use_graphs else 1)
+        self.source_block = source_block or (64 if self.use_graphs else 1)
+        self.attention = attention if attention != "auto" or on_cuda else "matmul"
+        self.cpu_threads = cpu_threads if not on_cuda else None
+        self.stats = DecodeStats(attention=self.attention)
+        self._cache: StaticDecodeCache | None = None
+        self._bias_table: torch.Tensor | None = None
+        self._graphs: dict[tuple[int, int, int, int], torch.cuda.CUDAGraph] = {}  # (rows, keys, source, min)
+        self._pool = None
+
+    # ------------------------------------------------------------------ public
+    @torch.inference_mode()
+    def generate(
+        self,
+        encoder_states: torch.Tensor,  # (B, S, d_model)
+        attention_mask: torch.Tensor,  # (B, S)
+        max_new_tokens: int,
+        min_new_tokens: int = 0,
+    ) -> torch.Tensor:
+        """(B, T) generated ids without the start token, pad after EOS, T = the longest output."""
+        if not 0 <= min_new_tokens <= max_new_tokens or max_new_tokens < 1:
+            raise ValueError(
+                f"need 0 <= min_new_tokens <= max_new_tokens and max_new_tokens >= 1, got "
+                f"{min_new_tokens}, {max_new_tokens}"
+            )
+        threads = torch.get_num_threads()
+        if self.cpu_threads:
+            torch.set_num_threads(self.cpu_threads)
+        try:
+            return self._generate(encoder_states, attention_mask, max_new_tokens, min_new_tokens)
+        finally:
+            torch.set_num_threads(threads)
+
+    def release(self) -> None:
+        """Drop the cache and the captured graphs (their memory goes back to the allocator)."""
+        self._graphs.clear()
+        self._cache = self._bias_table = self._pool = None
+
+    # ------------------------------------------------------------------ internals
+    def _generate(
+        self,
+        encoder_states: torch.Tensor,
+        attention_mask: torch.Tensor,
+        max_new_tokens: int,
+        min_new_tokens: int,
+    ) -> torch.Tensor:
+        cfg = self.config
+        B, S, _ = encoder_states.shape
+        rows = ladder_size(B) if self.batch_ladder else B
+        source_len = round_up(S, self.source_block)
+        cache = self._ensure_cache(rows, source_len, round_up(max_new_tokens, self.key_block))
+        cache.start(
+            self.weights.cross_key_values(encoder_states), attention_mask, cfg.decoder_start_token_id, rows
+        )
+        if self.attention == "auto":
+            self._choose_attention(rows, source_len, min_new_tokens)
+        order = torch.arange(rows)  # original batch row of each cache row; >= B for fillers
+        result = torch.full((B, max_new_tokens), cfg.pad_token_id, dtype=torch.long, device=self.device)
+        step = 0
+        while step < max_new_tokens:
+            count = min(self.sync_every, max_new_tokens - step)
+            for _ in range(count):
+                self._run_step(
+                    rows,
+                    min(round_up(step + 1, self.key_block), cache.shape.target_len),
+                    source_len,
+                    min_new_tokens,
+                )
+                step += 1
+            self.stats.row_steps += rows * count
+            finished = cache.finished[:rows].cpu()  # the only host sync of a window
+            alive = int((~finished).sum())
+            if alive == 0:
+                break
+            target = ladder_size(alive) if self.batch_ladder else alive
+            if target < rows:
+                self._collect(result, order, rows, max_new_tokens)
+                fillers = finished.nonzero().squeeze(1)[: target - alive]
+                keep = torch.cat([(~finished).nonzero().squeeze(1), fillers]).sort().values
+                cache.compact(keep.to(self.device))
+                order, rows = order[keep], target
+                self.stats.compactions += 1
+        self._collect(result, order, rows, max_new_tokens)
+        self.stats.calls += 1
+        self.stats.steps += step
+        is_eos = result == cfg.eos_token_id
+        lengths = torch.where(is_eos.any(1), is_eos.int().argmax(1) + 1, max_new_tokens)
+        self.stats.tokens += int(lengths.sum())
+        return result[:, : int(lengths.max())]
+
+    def _collect(self, result: torch.Tensor, order: torch.Tensor, rows: int, width: int) -> None:
+        real = (order[:rows] < result.shape[0]).nonzero().squeeze(1)
+        result[order[real].to(self.device)] = self._cache.out[real.to(self.device), :width]
+
+    def _ensure_cache(self, rows: int, source_len: int, target_len: int) -> StaticDecodeCache:
+        cache = self._cache
+        if cache is None or not cache.shape.fits(rows, source_len, target_len):
+            old = cache.shape if cache is not None else None
+            cfg = self.config
+            shape = CacheShape(
+                layers=cfg.num_decoder_layers,
+                heads=cfg.num_heads,
+                head_dim=cfg.d_kv,
+                rows=max(rows, old.rows if old else 0),
+                source_len=max(source_len, old.source_len if old else 0),
+                target_len=max(target_len, old.target_len if old else 0),
+            )
+            self.release()
+            cache = self._cache = StaticDecodeCache(shape, self.device, self.dtype, cfg.pad_token_id)
+            self._bias_table = self.weights.self_bias_table(shape.target_len, self.dtype)
+            logger.info("decoder cache %s: %.1f MB", shape, cache.nbytes / 2**20)
+        return cache
+
+    def _step(self, rows: int, key_len: int, source_len: int, min_new_tokens: int, attention: str) -> None:
+        decode_step(
+            self.weights,
+            self._cache,
+            self._bias_table,
+            rows,
+            key_len,
+            source_len,
+            self.config.eos_token_id,
+            min_new_tokens,
+            attention,
+        )
+
+    def _run_step(self, rows: int, key_len: int, source_len: int, min_new_tokens: int) -> None:
+        if not self.use_graphs:
+            self._step(rows, key_len, source_len, min_new_tokens, self.attention)
+            return
+        key = (rows, key_len, source_len, min_new_tokens)
+        graph = self._graphs.get(key)
+        if graph is None:
+            try:
+                graph = self._graphs[key] = self._capture(
+                    rows, key_len, source_len, min_new_tokens, self.attention
+                )
+            except Exception as err:  # a kernel that cannot be captured: slower, still correct
+                logger.warning("CUDA graph capture failed, decoding without graphs: %s", err)
+                self.stats.graph_error = f"{type(err).__name__}: {err}"[:300]
+                self.use_graphs = False
+                self._graphs.clear()
+                self._step(rows, key_len, source_len, min_new_tokens, self.attention)
+                return
+        graph.replay()
+
+    def _capture(
+        self, rows: int, key_len: int, source_len: int, min_new_tokens: int, attention: str
+    ) -> torch.cuda.CUDAGraph:
+        cache = self._cache
+        saved = cache.snapshot()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up outside the graph: lazy library initialisation
+            self._step(rows, key_len, source_len, min_new_tokens, attention)
+        torch.cuda.current_stream().wait_stream(side)
+        cache.restore(saved)
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            self._step(rows, key_len, source_len, min_new_tokens, attention)
+        self.stats.graphs_captured += 1
+        return graph
+
+    def _choose_attention(self, rows: int, source_len: int, min_new_tokens: int, replays: int = 10) -> None:
+        """Time one full-length step with each attention kernel on this batch shape; keep the faster."""
+        key_len = self._cache.shape.target_len
+        saved = self._cache.snapshot()
+        timings = {}
+        for kind in ATTENTION_KINDS:
+            try:
+                graph = self._capture(rows, key_len, source_len, min_new_tokens, kind)
+            except Exception as err:
+                logger.warning("attention %s cannot be captured: %s", kind, err)
+                continue
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            graph.replay()
+            start.record()
+            for _ in range(replays):
+                self._cache.step.zero_()
+                graph.replay()
+            end.record()
+            end.synchronize()
+            timings[kind] = start.elapsed_time(end) / replays
+            self._cache.restore(saved)
+            del graph
+        self.attention = min(timings, key=timings.__getitem__) if timings else "matmul"
+        self.stats.attention = self.attention
+        self.stats.attention_ms = {kind: round(ms, 4) for kind, ms in timings.items()}
+        logger.info("decode step attention: %s (ms per step: %s)", self.attention, timings)

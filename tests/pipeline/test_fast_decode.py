@@ -1,0 +1,138 @@
+"""The static-cache greedy decoder (the GPU fast path) against the reference loop, on the CPU in fp32.
+
+Every piece of the GPU path except the graph capture itself runs here: padded batch sizes (the ladder),
+finished-flag checks every few steps, compaction of finished rows, key lengths rounded up to blocks,
+padded encoder lengths, cache reuse across calls. tests/pipeline/test_gpu_decode.py adds the capture.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model.fast_decode import GreedyDecoder, ladder_size
+from model.static_cache import CacheShape, StaticDecodeCache
+from tests.pipeline.decoding_cases import ragged_batch, stop_steps, tiny_model
+
+GPU_LIKE = dict(batch_ladder=True, sync_every=4, key_block=16, source_block=64)
+
+
+@pytest.fixture(scope="module", params=["gated-untied", "relu-tied"])
+def model(request):
+    return tiny_model(gated=request.param == "gated-untied")
+
+
+@pytest.fixture(scope="module")
+def reference(model):
+    """The reference loop's output on ragged_batch(), per min_new_tokens."""
+    ids, mask = ragged_batch()
+    return {m: model.generate(ids, mask, max_new_tokens=30, min_new_tokens=m) for m in (0, 9)}
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "matmul"])
+@pytest.mark.parametrize("layout", ["cpu", "gpu-like"])
+@pytest.mark.parametrize("min_new_tokens", [0, 9])
+def test_equals_reference_greedy(model, reference, attention, layout, min_new_tokens):
+    ids, mask = ragged_batch()
+    expected = reference[min_new_tokens]
+    decoder = GreedyDecoder(model, attention=attention, **(GPU_LIKE if layout == "gpu-like" else {}))
+    with torch.no_grad():
+        got = decoder.generate(model.encode(ids, mask), mask, 30, min_new_tokens)
+    assert got.tolist() == expected.tolist()
+    stops = stop_steps(expected)
+    assert len(set(stops)) > 3, f"rows should stop at different steps, got {stops}"
+    if min_new_tokens:
+        assert all(s == 0 or s > min_new_tokens for s in stops)
+    assert decoder.stats.compactions > 0
+
+
+def test_finished_rows_leave_the_batch(model, reference):
+    ids, mask = ragged_batch()
+    decoder = GreedyDecoder(model)  # CPU layout: checks after every step, compacts at once
+    with torch.no_grad():
+        out = decoder.generate(model.encode(ids, mask), mask, 30)
+    assert out.tolist() == reference[0].tolist()
+    assert decoder.stats.wasted_fraction == 0.0
+    assert decoder.stats.row_steps == sum(s or 30 for s in stop_steps(out))
+
+
+def test_cache_is_reused_and_grown_across_calls(model):
+    decoder = GreedyDecoder(model, **GPU_LIKE)
+    with torch.no_grad():
+        for rows, width, new_tokens, seed in [
+            (13, 40, 30, 1),
+            (3, 10, 12, 2),
+            (20, 70, 40, 3),
+            (5, 40, 30, 4),
+        ]:
+            ids, mask = ragged_batch(rows, width, seed)
+            expected = model.generate(ids, mask, max_new_tokens=new_tokens)
+            got = decoder.generate(model.encode(ids, mask), mask, new_tokens)
+            assert got.tolist() == expected.tolist()
+    shape = decoder._cache.shape
+    assert (shape.rows, shape.source_len, shape.target_len) == (ladder_size(20), 128, 48)
+
+
+def test_single_row_and_single_token(model):
+    ids, mask = ragged_batch(1, 7)
+    decoder = GreedyDecoder(model, **GPU_LIKE)
+    with torch.no_grad():
+        states = model.encode(ids, mask)
+        for new_tokens in (1, 2, 17):
+            expected = model.generate(ids, mask, max_new_tokens=new_tokens)
+            assert decoder.generate(states, mask, new_tokens).tolist() == expected.tolist()
+
+
+def test_ladder_sizes():
+    sizes = sorted({ladder_size(r) for r in range(1, 600)})
+    assert sizes[:10] == [1, 2, 3, 4, 6, 8, 12, 16, 24, 32]
+    assert all(ladder_size(r) >= r and ladder_size(r) < 1.5 * r + 1 for r in range(1, 600))
+
+
+def test_compact_moves_rows_to_the_front():
+    cache = StaticDecodeCache(
+        CacheShape(2, 2, 4, 40, 5, 6), torch.device("cpu"), torch.float32, pad_token_id=0
+    )
+    for t in (cache.self_kv, cache.cross_kv):
+        t.copy_(torch.arange(40, dtype=torch.float32).view(1, 1, 40, 1, 1, 1).expand_as(t))
+    cache.tokens.copy_(torch.arange(40))
+    cache.out.copy_(torch.arange(40)[:, None].expand(40, 6))
+    keep = torch.tensor([1, 2, 5, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 39])
+    cache.compact(keep)
+    n = keep.numel()
+    assert cache.tokens[:n].tolist() == keep.tolist()
+    assert cache.out[:n, 0].tolist() == keep.tolist()
+    assert cache.self_kv[1, 1, :n, 1, 4, 3].tolist() == keep.float().tolist()
+    assert cache.cross_kv[0, 0, :n, 0, 0, 0].tolist() == keep.float().tolist()
+
+
+# ops that read a device value on the host or build a tensor from Python data: either breaks CUDA graph
+# capture (or silently freezes a value into the graph)
+HOST_BOUND_OPS = {"_local_scalar_dense", "lift_fresh", "nonzero", "masked_select", "unique", "item"}
+
+
+def test_decode_step_is_capturable(model):
+    """A CPU stand-in for CUDA graph capture: the step must run entirely on the device."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from model.fast_decode import decode_step
+
+    class RecordOps(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.add(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    ids, mask = ragged_batch()
+    decoder = GreedyDecoder(model, **GPU_LIKE)
+    with torch.inference_mode():
+        decoder.generate(model.encode(ids, mask), mask, 20)  # builds the cache
+        for attention in ("sdpa", "matmul"):
+            recorder = RecordOps()
+            with recorder:
+                decode_step(decoder.weights, decoder._cache, decoder._bias_table, 16, 16, 64, 1, 5, attention)
+            assert not recorder.names & HOST_BOUND_OPS, recorder.names & HOST_BOUND_OPS
+            assert "index_copy_" in recorder.names  # the step wrote into the cache in place
