@@ -13,7 +13,8 @@ target_metadata = Base.metadata
 url = config.get_main_option("sqlalchemy.url") or os.environ.get("DATABASE_URL")
 if not url:
     raise RuntimeError("No database URL: set DATABASE_URL or pass sqlalchemy.url to alembic")
-config.set_main_option("sqlalchemy.url", normalize_url(url))
+# ConfigParser reads % as interpolation: a URL-encoded password or socket path needs it doubled
+config.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
 
 
 def run_migrations_offline() -> None:
