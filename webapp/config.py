@@ -44,6 +44,9 @@ def flask_config(settings: Settings) -> dict[str, Any]:
         "LOGIN_RATE_LIMIT": os.environ.get("LEXIMIND_LOGIN_RATE_LIMIT", "10 per minute"),
         "TRAINING_RATE_LIMIT": os.environ.get("LEXIMIND_TRAINING_RATE_LIMIT", "10 per hour"),
         "RATELIMIT_HEADERS_ENABLED": True,
+        # limits live in Redis; while it is down they are kept in memory per process, so an upload still
+        # lands in Postgres (the sweeper sends its wake-ups later) instead of answering 500
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
         "READY_WORKER_TIMEOUT": float(os.environ.get("LEXIMIND_READY_WORKER_TIMEOUT", "1.0")),
         "SHARED_DATA": str(settings.shared_data),
         # cookies: not readable by scripts, not sent cross-site, HTTPS only (browsers allow them on loopback)
