@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,23 +155,30 @@ def tiny_artifact(artifacts_dir: Path) -> Path:
     return folder
 
 
-@pytest.fixture()
-def stack(clean_db: str, redis_url: str, tiny_artifact: Path, tmp_path: Path) -> Iterator[Stack]:
-    pytest.importorskip("model.pipeline", reason="the inference pipeline (model/pipeline.py) is not there yet")
-    redis.Redis.from_url(redis_url).flushall()
-    with session_scope(clean_db) as session:
-        register_version(session, path=str(tiny_artifact), source="import", activate=True)
-    env = {**os.environ, **E2E_ENV, "DATABASE_URL": clean_db, "BROKER_URL": redis_url,
+@contextmanager
+def running_stack(database_url: str, redis_url: str, artifact: Path, tmp_path: Path) -> Iterator[Stack]:
+    """A Stack on these servers with ``artifact`` as the active model; stops every process it started."""
+    with session_scope(database_url) as session:
+        register_version(session, path=str(artifact), source="import", activate=True)
+    env = {**os.environ, **E2E_ENV, "DATABASE_URL": database_url, "BROKER_URL": redis_url,
            "LEXIMIND_DATA_DIR": str(tmp_path / "data"), "LEXIMIND_MODELS_DIR": str(tmp_path / "models"),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     logs = tmp_path / "logs"
     logs.mkdir()
-    stack = Stack(clean_db, redis_url, env, logs)
+    stack = Stack(database_url, redis_url, env, logs)
     try:
         yield stack
     finally:
         for proc in stack.procs:
             proc.stop()
+
+
+@pytest.fixture()
+def stack(clean_db: str, redis_url: str, tiny_artifact: Path, tmp_path: Path) -> Iterator[Stack]:
+    pytest.importorskip("model.pipeline", reason="the inference pipeline (model/pipeline.py) is not there yet")
+    redis.Redis.from_url(redis_url).flushall()
+    with running_stack(clean_db, redis_url, tiny_artifact, tmp_path) as stack:
+        yield stack
 
 
 @pytest.fixture()
