@@ -41,8 +41,11 @@ from model.pipeline import Pipeline, PipelineConfig  # noqa: E402
 
 EOS = 1
 DEFAULTS = {
-    "cpu": dict(shape="small", in_len=256, out_len=64, batches="8,1,32", rounds=2, mixed_docs=0),
-    "cuda": dict(shape="base", in_len=512, out_len=128, batches="32,256,128,1", rounds=2, mixed_docs=512),
+    "cpu": dict(shape="small", in_len=256, out_len=64, configs="8,1,32", rounds=2, mixed_docs=64),
+    # most wanted first: a time budget skips from the end
+    "cuda": dict(
+        shape="base", in_len=512, out_len=128, configs="32,256,128,1,mixed,512", rounds=2, mixed_docs=512
+    ),
 }
 
 
@@ -302,6 +305,55 @@ def release(device) -> None:
         torch.cuda.empty_cache()
 
 
+def profile_decode(model, args, device, path: Path, batch: int = 256, steps: int = 16) -> dict:
+    """Kernel times of our decoding steps (run eagerly, so every kernel shows) at `batch` rows."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from model.fast_decode import GreedyDecoder
+
+    docs = random_documents(batch, [args.in_len] * batch, model.config.vocab_size, seed=3)
+    ids, mask = pad(docs, device)
+    pipeline = make_pipeline(model, batch, args.in_len, steps, steps, device)
+    with torch.inference_mode():
+        states = pipeline._encode(ids, mask)
+    results = {"config": "profile", "batch": batch, "steps": steps}
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    tables = []
+    for kind in ("sdpa", "matmul"):
+        decoder = GreedyDecoder(
+            model,
+            use_cuda_graphs=False,
+            batch_ladder=True,
+            sync_every=8,
+            key_block=16,
+            source_block=64,
+            attention=kind,
+            lean=dtype_is_half(model),
+        )
+        decoder.generate(states, mask, steps, steps)  # warm-up
+        with profile(activities=activities) as prof:
+            decoder.generate(states, mask, steps, steps)
+        averages = prof.key_averages()
+        sort = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        tables.append(
+            f"== attention={kind}, batch {batch}, {steps} eager steps\n"
+            + averages.table(sort_by=sort, row_limit=30)
+        )
+        total_us = sum(getattr(e, sort, 0) for e in averages)
+        kernels = sum(e.count for e in averages if getattr(e, sort, 0) > 0)
+        results[f"{kind}_device_ms_per_step"] = round(total_us / 1000 / steps, 3)
+        results[f"{kind}_kernels_per_step"] = round(kernels / steps, 1)
+        del decoder
+        release(device)
+    path.write_text("\n\n".join(tables))
+    results["table"] = str(path)
+    return results
+
+
+def dtype_is_half(model) -> bool:
+    return next(model.parameters()).dtype in (torch.bfloat16, torch.float16)
+
+
 # ---------------------------------------------------------------------------------------------- main
 @contextmanager
 def error_line(config: str, out):
@@ -335,9 +387,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--shape", choices=["tiny", "small", "base"])
     p.add_argument("--in-len", type=int)
     p.add_argument("--out-len", type=int)
-    p.add_argument("--batches", help="comma-separated batch sizes of the fixed-length configurations")
+    p.add_argument("--configs", help="comma-separated: batch sizes of fixed-length runs, and 'mixed'")
     p.add_argument("--rounds", type=int, help="timed batches per fixed-length configuration")
-    p.add_argument("--mixed-docs", type=int, help="documents in the mixed-length configuration (0: skip)")
+    p.add_argument("--mixed-docs", type=int, help="documents in the mixed-length configuration")
     p.add_argument("--mixed-batch", type=int, default=256)
     p.add_argument(
         "--dtype", choices=["float32", "bfloat16"], help="default: bfloat16 on cuda, float32 on cpu"
@@ -346,6 +398,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--time-budget-s", type=float, default=float("inf"), help="skip configurations after this")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="also append the JSON lines to this file")
+    p.add_argument("--profile-out", type=Path, help="write a kernel profile of our decoding steps here")
     args = p.parse_args(argv)
     for key, value in DEFAULTS[args.device].items():
         if getattr(args, key) is None:
@@ -387,18 +440,18 @@ def main(argv=None) -> int:
     hf = hf.to(device=device, dtype=dtype)
     models = (ours, hf)
     emit({"config": "setup", "seconds": round(time.perf_counter() - started, 1)}, out)
-    for batch in [int(b) for b in args.batches.split(",") if b]:
+    for name in [c.strip() for c in args.configs.split(",") if c.strip()]:
         if time.perf_counter() - started > args.time_budget_s:
-            emit({"config": f"fixed-b{batch}", "skipped": "time budget"}, out)
+            emit({"config": name, "skipped": "time budget"}, out)
             continue
-        with error_line(f"fixed-b{batch}", out):
-            emit(bench_fixed(models, args, batch, device, dtype), out)
-    if args.mixed_docs:
-        if time.perf_counter() - started > args.time_budget_s:
-            emit({"config": "mixed", "skipped": "time budget"}, out)
-        else:
-            with error_line("mixed", out):
+        with error_line(name, out):
+            if name == "mixed":
                 emit(bench_mixed(models, args, device, dtype, head), out)
+            else:
+                emit(bench_fixed(models, args, int(name), device, dtype), out)
+    if args.profile_out:
+        with error_line("profile", out):
+            emit(profile_decode(ours, args, device, args.profile_out), out)
     emit({"config": "done", "seconds": round(time.perf_counter() - started, 1)}, out)
     return 0
 

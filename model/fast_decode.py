@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -87,15 +88,13 @@ class DecoderWeights:
                 )
             )
 
-    def cross_key_values(self, encoder_states: torch.Tensor) -> list[torch.Tensor]:
-        """encoder_states (B, S, d_model) -> per layer (2, B, H, S, d_kv)."""
+    def cross_key_values(self, encoder_states: torch.Tensor) -> Iterator[torch.Tensor]:
+        """encoder_states (B, S, d_model) -> per layer (2, B, H, S, d_kv), one layer at a time (so only one
+        layer's projection is ever held outside the cache)."""
         B, S, _ = encoder_states.shape
-        return [
-            F.linear(encoder_states, layer.cross_kv)
-            .view(B, S, 2, self.heads, self.head_dim)
-            .permute(2, 0, 3, 1, 4)
-            for layer in self.layers
-        ]
+        for layer in self.layers:
+            kv = F.linear(encoder_states, layer.cross_kv)  # (B, S, 2 * H * d_kv)
+            yield kv.view(B, S, 2, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
 
     def self_bias_table(self, length: int, dtype: torch.dtype) -> torch.Tensor:
         """(T, H, T): row p is the self-attention bias of query position p, causal mask folded in."""
@@ -105,12 +104,32 @@ class DecoderWeights:
         return bias[0].transpose(0, 1).contiguous()
 
 
-def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, kind: str) -> torch.Tensor:
-    """q (B, H, 1, D) over k, v (B, H, T, D) with an additive bias; T5 does not scale the scores."""
+def _attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None, kind: str
+) -> torch.Tensor:
+    """q (B, H, 1, D) over k, v (B, H, T, D) with an additive bias (None: attend to all); T5 does not scale
+    the scores."""
     if kind == "sdpa":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
-    scores = torch.matmul(q, k.transpose(-1, -2)).float() + bias  # (B, H, 1, T)
+    scores = torch.matmul(q, k.transpose(-1, -2)).float()  # (B, H, 1, T)
+    if bias is not None:
+        scores = scores + bias
     return torch.matmul(torch.softmax(scores, dim=-1).to(v.dtype), v)
+
+
+def _norm(module: RMSNorm, x: torch.Tensor, lean: bool) -> torch.Tensor:
+    if lean:  # one kernel where torch has a fused RMSNorm; rounds once instead of twice in bf16
+        return F.rms_norm(x, (x.shape[-1],), module.weight, module.eps)
+    return module(x)
+
+
+def _add_projection(
+    residual: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, lean: bool
+) -> torch.Tensor:
+    """residual + x @ weight.T; lean: the add happens in the matmul's epilogue (one kernel, one rounding)."""
+    if lean:
+        return torch.addmm(residual, x, weight.t())
+    return residual + F.linear(x, weight)
 
 
 @torch.no_grad()
@@ -124,36 +143,39 @@ def decode_step(
     eos_token_id: int,
     min_new_tokens: int,
     attention: str,
+    lean: bool = False,  # fewer kernels, bf16 rounding differs slightly from the reference (see GreedyDecoder)
+    cross_masked: bool = True,  # False when no row has encoder padding: attention without a mask
 ) -> None:
     """One greedy step for every row, entirely on the device and in place (capturable in a CUDA graph)."""
     H, D = w.heads, w.head_dim
     step = cache.step  # (1,) position of the token produced now
-    x = F.embedding(cache.tokens[:rows], w.embedding)[:, None]  # (B, 1, d_model)
+    x = F.embedding(cache.tokens[:rows], w.embedding)  # (B, d_model)
     self_bias = bias_table.index_select(0, step)[:, :, None, :key_len]  # (1, H, 1, Tk)
-    cross_bias = cache.cross_bias[:rows, :, :, :source_len]  # (B, 1, 1, S)
+    cross_bias = cache.cross_bias[:rows, :, :, :source_len] if cross_masked else None  # (B, 1, 1, S)
     for layer, lw in enumerate(w.layers):
         # self-attention: write this position's K/V into the cache, attend over the written prefix
-        q, k, v = F.linear(lw.self_norm(x), lw.self_qkv).view(rows, 1, 3, H, D).permute(2, 0, 3, 1, 4)
+        qkv = F.linear(_norm(lw.self_norm, x, lean), lw.self_qkv).view(rows, 3, H, 1, D)
+        q, k, v = qkv.unbind(1)  # (B, H, 1, D) each
         keys, values = cache.self_kv[layer, 0, :rows], cache.self_kv[layer, 1, :rows]  # (B, H, T, D)
         keys.index_copy_(2, step, k)
         values.index_copy_(2, step, v)
         attn = _attend(q, keys[:, :, :key_len], values[:, :, :key_len], self_bias, attention)
-        x = x + F.linear(attn.transpose(1, 2).reshape(rows, 1, H * D), lw.self_out)
+        x = _add_projection(x, attn.reshape(rows, H * D), lw.self_out, lean)
         # cross-attention over the encoder K/V computed once
-        q = F.linear(lw.cross_norm(x), lw.cross_q).view(rows, 1, H, D).transpose(1, 2)
+        q = F.linear(_norm(lw.cross_norm, x, lean), lw.cross_q).view(rows, H, 1, D)
         keys = cache.cross_kv[layer, 0, :rows, :, :source_len]
         values = cache.cross_kv[layer, 1, :rows, :, :source_len]
         attn = _attend(q, keys, values, cross_bias, attention)
-        x = x + F.linear(attn.transpose(1, 2).reshape(rows, 1, H * D), lw.cross_out)
+        x = _add_projection(x, attn.reshape(rows, H * D), lw.cross_out, lean)
         # feed-forward
-        hidden = F.linear(lw.ff_norm(x), lw.ff_in)
+        hidden = F.linear(_norm(lw.ff_norm, x, lean), lw.ff_in)
         if w.gated:
             gate, up = hidden.chunk(2, dim=-1)
             hidden = F.gelu(gate, approximate="tanh") * up
         else:
             hidden = F.relu(hidden)
-        x = x + F.linear(hidden, lw.ff_out)
-    x = w.final_norm(x)[:, 0]
+        x = _add_projection(x, hidden, lw.ff_out, lean)
+    x = _norm(w.final_norm, x, lean)
     if w.scale is not None:
         x = x * w.scale
     logits = F.linear(x, w.lm_head)  # (B, V)
@@ -212,6 +234,7 @@ class GreedyDecoder:
         attention: str = "auto",  # "sdpa", "matmul" or "auto" (timed once on CUDA, "matmul" on a CPU)
         batch_ladder: bool | None = None,  # round batch sizes up to ladder_size(); None: with graphs
         cpu_threads: int | None = None,  # CPU: torch threads while decoding (restored after); None: as set
+        lean: bool | None = None,  # fused norms and residual adds, no all-zero masks; None: in bf16 / fp16
     ):
         if attention not in (*ATTENTION_KINDS, "auto"):
             raise ValueError(f"attention={attention!r}; use one of {ATTENTION_KINDS} or 'auto'")
@@ -229,10 +252,12 @@ class GreedyDecoder:
         self.source_block = source_block or (64 if self.use_graphs else 1)
         self.attention = attention if attention != "auto" or on_cuda else "matmul"
         self.cpu_threads = cpu_threads if not on_cuda else None
+        self.lean = self.dtype in (torch.bfloat16, torch.float16) if lean is None else lean
+        self._cross_masked = True
         self.stats = DecodeStats(attention=self.attention)
         self._cache: StaticDecodeCache | None = None
         self._bias_table: torch.Tensor | None = None
-        self._graphs: dict[tuple[int, int, int, int], torch.cuda.CUDAGraph] = {}  # (rows, keys, source, min)
+        self._graphs: dict[tuple, torch.cuda.CUDAGraph] = {}  # (rows, keys, source, min, masked)
         self._pool = None
 
     # ------------------------------------------------------------------ public
@@ -279,6 +304,8 @@ class GreedyDecoder:
         cache.start(
             self.weights.cross_key_values(encoder_states), attention_mask, cfg.decoder_start_token_id, rows
         )
+        # lean steps skip the cross-attention mask when nothing is padded (then the fastest kernels apply)
+        self._cross_masked = not self.lean or source_len != S or not bool(attention_mask.all())
         if self.attention == "auto":
             self._choose_attention(rows, source_len, min_new_tokens)
         order = torch.arange(rows)  # original batch row of each cache row; >= B for fillers
@@ -349,13 +376,15 @@ class GreedyDecoder:
             self.config.eos_token_id,
             min_new_tokens,
             attention,
+            self.lean,
+            self._cross_masked,
         )
 
     def _run_step(self, rows: int, key_len: int, source_len: int, min_new_tokens: int) -> None:
         if not self.use_graphs:
             self._step(rows, key_len, source_len, min_new_tokens, self.attention)
             return
-        key = (rows, key_len, source_len, min_new_tokens)
+        key = (rows, key_len, source_len, min_new_tokens, self._cross_masked)
         graph = self._graphs.get(key)
         if graph is None:
             try:

@@ -12,6 +12,7 @@ finished documents stop costing work.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -56,7 +57,7 @@ class StaticDecodeCache:
     @torch.no_grad()
     def start(
         self,
-        cross_kv: list[torch.Tensor],  # per layer (2, B, H, S, D): keys and values of the encoder states
+        cross_kv: Iterable[torch.Tensor],  # per layer (2, B, H, S, D): keys and values of the encoder states
         attention_mask: torch.Tensor,  # (B, S) 1 for real encoder tokens
         start_token_id: int,
         rows: int,  # rows to prepare (>= B): rows past B are fillers that start finished

@@ -7,6 +7,8 @@ padded encoder lengths, cache reuse across calls. tests/pipeline/test_gpu_decode
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -15,6 +17,7 @@ from model.static_cache import CacheShape, StaticDecodeCache
 from tests.pipeline.decoding_cases import ragged_batch, stop_steps, tiny_model
 
 GPU_LIKE = dict(batch_ladder=True, sync_every=4, key_block=16, source_block=64)
+LAYOUTS = {"cpu": {}, "gpu-like": GPU_LIKE, "gpu-like-lean": {**GPU_LIKE, "lean": True}}
 
 
 @pytest.fixture(scope="module", params=["gated-untied", "relu-tied"])
@@ -30,12 +33,12 @@ def reference(model):
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "matmul"])
-@pytest.mark.parametrize("layout", ["cpu", "gpu-like"])
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
 @pytest.mark.parametrize("min_new_tokens", [0, 9])
 def test_equals_reference_greedy(model, reference, attention, layout, min_new_tokens):
     ids, mask = ragged_batch()
     expected = reference[min_new_tokens]
-    decoder = GreedyDecoder(model, attention=attention, **(GPU_LIKE if layout == "gpu-like" else {}))
+    decoder = GreedyDecoder(model, attention=attention, **LAYOUTS[layout])
     with torch.no_grad():
         got = decoder.generate(model.encode(ids, mask), mask, 30, min_new_tokens)
     assert got.tolist() == expected.tolist()
@@ -44,6 +47,20 @@ def test_equals_reference_greedy(model, reference, attention, layout, min_new_to
     if min_new_tokens:
         assert all(s == 0 or s > min_new_tokens for s in stops)
     assert decoder.stats.compactions > 0
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "matmul"])
+def test_lean_step_without_padding_skips_the_mask(model, attention):
+    ids, _ = ragged_batch(9, 64, seed=5)
+    ids = ids.masked_fill(ids == 0, 7)  # every row 64 tokens: no encoder padding at all
+    ids[:, -1] = 1
+    mask = torch.ones_like(ids)
+    expected = model.generate(ids, mask, max_new_tokens=25)
+    decoder = GreedyDecoder(model, attention=attention, **LAYOUTS["gpu-like-lean"])
+    with torch.no_grad():
+        got = decoder.generate(model.encode(ids, mask), mask, 25)
+    assert not decoder._cross_masked
+    assert got.tolist() == expected.tolist()
 
 
 def test_finished_rows_leave_the_batch(model, reference):
@@ -130,9 +147,21 @@ def test_decode_step_is_capturable(model):
     decoder = GreedyDecoder(model, **GPU_LIKE)
     with torch.inference_mode():
         decoder.generate(model.encode(ids, mask), mask, 20)  # builds the cache
-        for attention in ("sdpa", "matmul"):
+        for attention, lean in itertools.product(("sdpa", "matmul"), (False, True)):
             recorder = RecordOps()
             with recorder:
-                decode_step(decoder.weights, decoder._cache, decoder._bias_table, 16, 16, 64, 1, 5, attention)
+                decode_step(
+                    decoder.weights,
+                    decoder._cache,
+                    decoder._bias_table,
+                    16,
+                    16,
+                    64,
+                    1,
+                    5,
+                    attention,
+                    lean,
+                    not lean,
+                )
             assert not recorder.names & HOST_BOUND_OPS, recorder.names & HOST_BOUND_OPS
             assert "index_copy_" in recorder.names  # the step wrote into the cache in place

@@ -41,14 +41,18 @@ def _cuda_case(dtype: torch.dtype, gated: bool = True, rows: int = 13, width: in
 
 
 def test_graphs_equal_eager_steps_bf16():
-    for gated in (True, False):
-        model, states, mask, _ = _cuda_case(torch.bfloat16, gated)
+    for gated, padded in ((True, True), (False, True), (True, False)):
+        model, states, mask, _ = _cuda_case(torch.bfloat16, gated, width=64)
+        if not padded:  # no padding at all (64 = a whole source block): lean steps drop the cross mask
+            mask = torch.ones_like(mask)
         for kind in ATTENTION_KINDS:
-            eager = GreedyDecoder(model, attention=kind, **EAGER_SAME_SHAPES).generate(states, mask, 40)
+            eager = GreedyDecoder(model, attention=kind, **EAGER_SAME_SHAPES)
+            expected = eager.generate(states, mask, 40)
             graphed = GreedyDecoder(model, attention=kind)
             out = graphed.generate(states, mask, 40)
             assert graphed.stats.graphs_captured > 0 and not graphed.stats.graph_error, graphed.stats
-            assert out.tolist() == eager.tolist(), (gated, kind)
+            assert graphed._cross_masked == eager._cross_masked == padded
+            assert out.tolist() == expected.tolist(), (gated, padded, kind)
 
 
 def test_graphs_equal_reference_loop_fp32():
