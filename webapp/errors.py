@@ -8,6 +8,7 @@ import logging
 
 from flask import Flask, Response, current_app, g, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import OperationalError as DBAPIOperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from webapp.auth import has_bearer_header, is_api_request
@@ -112,9 +113,18 @@ def _unexpected(exc: Exception):
     return error_response(500)
 
 
+def _database_unavailable(exc: Exception):
+    """The database is down or restarting: say so (503), not "something went wrong" (500)."""
+    log.warning("database unavailable on %s %s: %s", request.method, request.path, type(exc).__name__)
+    g._login_user = current_app.login_manager.anonymous_user()  # the page must not ask the database who you are
+    return error_response(503, "The database is not reachable right now (it may be restarting). Nothing you "
+                               "uploaded is lost; try again in a minute.", "database_unavailable")
+
+
 def init_app(app: Flask) -> None:
     app.register_error_handler(UserError, lambda exc: error_response(exc.status, exc.message, exc.code, exc.details))
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _from_http_exception)
     app.register_error_handler(InternalServerError, lambda exc: error_response(500))
     app.register_error_handler(Exception, _unexpected)
+    app.register_error_handler(DBAPIOperationalError, _database_unavailable)
