@@ -21,6 +21,9 @@ from db.session import dispose_all, normalize_url, session_scope
 from tests.e2e.conftest import Stack, running_stack
 from tests.faults.quick_model import create_quick_artifact
 from tests.faults.services import PrivatePostgres, PrivateRedis
+from tests.web.conftest import PASSWORD
+
+FAULTS_EMAIL = "faults@example.com"
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +55,7 @@ def fault_db(private_pg: PrivatePostgres) -> Iterator[str]:
     """A fresh database on the private cluster, built by the migrations."""
     private_pg.start_if_stopped()
     name = f"lm_fault_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(normalize_url(private_pg.admin_url), isolation_level="AUTOCOMMIT")
+    admin = create_engine(normalize_url(private_pg.admin_url), isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = admin.url.set(database=name).render_as_string(hide_password=False)
@@ -78,7 +81,7 @@ def fault_owner(fault_db: str) -> tuple[int, str]:
     from db.accounts import create_user, issue_token
 
     with session_scope(fault_db) as session:
-        user = create_user(session, "faults@example.com", "correct horse battery")
+        user = create_user(session, FAULTS_EMAIL, PASSWORD)
         return user.id, issue_token(session, user.id, "faults").secret
 
 
