@@ -62,6 +62,7 @@ class PipelineConfig:
     # (measured on 2 shared cores: 1 thread decodes 3-6x faster than 2 under load; see docs/performance.md)
     decode_threads: int | None = 1
     use_cuda_graphs: bool | None = None  # None: on CUDA
+    dtype: str | None = None  # "bfloat16", "float32", ...; None: bfloat16 on CUDA, float32 on a CPU
     zero_shot: bool = True  # label with zero-shot prompting while the heads are untrained
 
     @property
@@ -70,7 +71,8 @@ class PipelineConfig:
 
 
 # per device kind: (max_batch_tokens, max_batch_rows, encoder_batch_tokens)
-_DEVICE_DEFAULTS = {"cuda": (256 * 512, 256, 64 * 512), "cpu": (8 * 512, 8, 8 * 512)}
+# (the encoder's sub-batches are small on CUDA: the decoder cache of the batch is allocated meanwhile)
+_DEVICE_DEFAULTS = {"cuda": (256 * 512, 256, 16 * 512), "cpu": (8 * 512, 8, 8 * 512)}
 
 
 @dataclass
@@ -90,7 +92,10 @@ class Pipeline:
         self.device = resolve_device(device)
         if self.device.type == "cpu" and self.config.num_threads:
             torch.set_num_threads(self.config.num_threads)
-        dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        if self.config.dtype is not None:
+            dtype = getattr(torch, self.config.dtype)
+        else:
+            dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
         self.model = artifact.model.to(device=self.device, dtype=dtype).eval()
         self.tokenizer = artifact.tokenizer
         self.labels = artifact.labels
@@ -221,23 +226,34 @@ class Pipeline:
                 self._charge(timer, "classify_s", started, docs)
 
             started = time.perf_counter()
-            generated = self._generate(states, mask).cpu()
+            if self.decoder is not None:
+                c = self.config
+                self.decoder.prepare(states, mask, c.max_summary_tokens)
+                del states  # the cache holds what decoding needs: free the states before it grows
+                generated = self.decoder.decode(c.min_summary_tokens).cpu()
+            else:
+                generated = self._generate_with_rules(states, mask).cpu()
             for row, index in enumerate(batch):
                 results.summaries[index] = _strip_padding(generated[row].tolist(), cfg.eos_token_id)
             self._charge(timer, "summarize_s", started, docs)
         return results
 
     def _encode(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Encoder states (B, S, d_model), computed in sub-batches of encoder_batch_tokens."""
         rows = max(1, self.encoder_batch_tokens // ids.shape[1])
-        parts = [
-            self.model.encode(ids[i : i + rows], mask[i : i + rows]) for i in range(0, ids.shape[0], rows)
-        ]
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
+        if rows >= ids.shape[0]:
+            return self.model.encode(ids, mask)
+        states = None
+        for i in range(0, ids.shape[0], rows):
+            part = self.model.encode(ids[i : i + rows], mask[i : i + rows])
+            if states is None:
+                states = part.new_empty((ids.shape[0], *part.shape[1:]))
+            states[i : i + rows] = part
+        return states
 
-    def _generate(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _generate_with_rules(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Beam search, n-gram bans, repetition penalty: the reference loop."""
         c = self.config
-        if self.decoder is not None:
-            return self.decoder.generate(states, mask, c.max_summary_tokens, c.min_summary_tokens)
         return self.model.generate(
             None,
             mask,

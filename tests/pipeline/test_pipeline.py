@@ -145,3 +145,12 @@ def test_greedy_parity_with_transformers(tmp_path, shape):
         assert summary == expected[: len(summary)] and set(expected[len(summary) :]) <= {0}
         stops.append(len(summary) if summary[-1] == EOS else 0)
     assert len(set(stops)) > 2, f"outputs should stop at different steps: {stops}"
+
+
+def test_beam_search_goes_through_the_reference_loop(artifact, documents):
+    pipeline = make(artifact, num_beams=3)
+    assert pipeline.decoder is None
+    prediction = pipeline.run(documents[:1])[0]
+    batch = artifact.tokenizer.batch_encode(["summarize: " + documents[0]])
+    expected = artifact.model.generate(batch.input_ids, batch.attention_mask, max_new_tokens=10, num_beams=3)
+    assert prediction.summary == artifact.tokenizer.decode(expected[0])
