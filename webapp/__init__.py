@@ -9,10 +9,19 @@ import logging
 from typing import Any
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
 
 from leximind.config import get_settings
 
 log = logging.getLogger(__name__)
+
+
+class DatabaseIdConverter(IntegerConverter):
+    """`<int:...>` in every route: ids past PostgreSQL's integer range match no route (404, not a 500)."""
+
+    def __init__(self, url_map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -24,6 +33,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from webapp.views import register_views
 
     app = Flask(__name__)
+    app.url_map.converters["int"] = DatabaseIdConverter  # before any route is added
     app.config.from_mapping(flask_config(get_settings()))
     if test_config:
         app.config.from_mapping(test_config)

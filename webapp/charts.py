@@ -116,7 +116,8 @@ def metric_table(columns: list[dict[str, Any]]) -> list[MetricRow]:
         known = [v for v in values if v is not None]
         top = max((abs(v) for v in known), default=0.0) or 1.0
         lower_is_better = "loss" in name or "perplexity" in name
-        best = (min(known) if lower_is_better else max(known)) if len(known) > 1 else None
+        # mark a winner only where the columns differ
+        best = (min(known) if lower_is_better else max(known)) if len(set(known)) > 1 else None
         rows.append(MetricRow(name, [(v, abs(v) / top if v is not None else 0.0, v is not None and v == best)
                                      for v in values]))
     return rows

@@ -8,6 +8,7 @@ import logging
 
 from flask import Flask, Response, current_app, g, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import DataError
 from sqlalchemy.exc import OperationalError as DBAPIOperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -121,6 +122,13 @@ def _database_unavailable(exc: Exception):
                                "uploaded is lost; try again in a minute.", "database_unavailable")
 
 
+def _invalid_value(exc: Exception):
+    """A value the database cannot hold (a number past its range, a NUL character): the request's fault."""
+    log.info("invalid value on %s %s: %s", request.method, request.path, type(exc).__name__)
+    return error_response(400, "A value in the request cannot be used: a number is too large, or a text holds "
+                               "a NUL character. Check the parameters and try again.", "invalid_value")
+
+
 def init_app(app: Flask) -> None:
     app.register_error_handler(UserError, lambda exc: error_response(exc.status, exc.message, exc.code, exc.details))
     app.register_error_handler(CSRFError, _csrf_error)
@@ -128,3 +136,4 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(InternalServerError, lambda exc: error_response(500))
     app.register_error_handler(Exception, _unexpected)
     app.register_error_handler(DBAPIOperationalError, _database_unavailable)
+    app.register_error_handler(DataError, _invalid_value)

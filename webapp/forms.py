@@ -45,7 +45,7 @@ class NewUserForm(FlaskForm):
     email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
     password = PasswordField("Password", validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH)],
                              description=f"At least {MIN_PASSWORD_LENGTH} characters.")
-    role = SelectField("Role", choices=[("user", "User"), ("admin", "Administrator")])
+    role = SelectField("Role", choices={"user": "User", "admin": "Administrator"})
 
 
 class FeedbackForm(FlaskForm):
@@ -54,15 +54,15 @@ class FeedbackForm(FlaskForm):
     summary = TextAreaField("Summary", validators=[Optional(), Length(max=5000)])
 
     def set_labels(self, topics: list[str], emotions: list[str]) -> None:
-        self.topic.choices = [("", "— keep —")] + [(t, t) for t in topics]
-        self.emotions.choices = [(e, e) for e in emotions]
+        self.topic.choices = {"": "— keep —"} | {t: t for t in topics}
+        self.emotions.choices = {e: e for e in emotions}
 
 
 class TrainingForm(FlaskForm):
-    datasets = CheckboxesField("Datasets", choices=list(DATASETS.items()), default=list(DATASETS))
+    datasets = CheckboxesField("Datasets", choices=DATASETS, default=list(DATASETS))
     include_corrections = BooleanField("Include people's corrections", default=True)
-    tasks = CheckboxesField("Tasks", choices=list(TASKS.items()), default=list(TASKS))
-    method = RadioField("Method", choices=list(METHODS.items()), default="lora")
+    tasks = CheckboxesField("Tasks", choices=TASKS, default=list(TASKS))
+    method = RadioField("Method", choices=METHODS, default="lora")
     epochs = IntegerField("Epochs", default=1, validators=[DataRequired(), NumberRange(1, MAX_EPOCHS)])
     learning_rate = DecimalField("Learning rate", places=None, validators=[Optional()],
                                  description="Empty: 0.0003 for LoRA, 0.0001 for a full fine-tune.")

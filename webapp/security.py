@@ -30,8 +30,8 @@ CONTENT_SECURITY_POLICY = "; ".join([
 
 
 def _check_csrf() -> None:
-    if request.method not in UNSAFE_METHODS or has_bearer_header():
-        return
+    if request.method not in UNSAFE_METHODS or has_bearer_header() or request.routing_exception is not None:
+        return  # (a 404 or 405 is answered as such; there is no view to protect)
     if is_api_request() and not current_user.is_authenticated:
         return
     csrf.protect()

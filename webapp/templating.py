@@ -60,9 +60,17 @@ def percent(value: float | None, digits: int = 0) -> str:
     return "—" if value is None else f"{100 * value:.{digits}f}%"
 
 
+def stage_name(key: str) -> str:
+    """A timing key as people read it: "generate_s" -> "Generate"."""
+    for suffix in ("_seconds", "_s", "_ms"):
+        if key.endswith(suffix):
+            key = key[: -len(suffix)]
+    return key.replace("_", " ").capitalize()
+
+
 def init_app(app: Flask) -> None:
     app.jinja_env.filters.update(
-        file_size=file_size, duration=duration, timestamp=timestamp, ago=ago, percent=percent,
+        file_size=file_size, duration=duration, stage_name=stage_name, timestamp=timestamp, ago=ago, percent=percent,
         state_words=lambda state: STATE_WORDS.get(state, state),
     )
     app.jinja_env.globals["STATE_WORDS"] = STATE_WORDS

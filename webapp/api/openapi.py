@@ -187,7 +187,7 @@ HISTORY_FILTERS = [
     _query("sort", "Order.", {"type": "string", "enum": ["newest", "oldest", "name", "name_desc"]}),
     _query("after", "Cursor: the page after this one (`next_cursor`)."),
     _query("before", "Cursor: the page before this one (`prev_cursor`)."),
-    _query("limit", "Page size, 1 to 500.", {"type": "integer", "default": 50}),
+    _query("limit", "Page size, 1 to 500.", {"type": "integer", "default": 50, "minimum": 1, "maximum": 500}),
 ]
 
 PATHS: dict[str, Any] = {
@@ -198,7 +198,7 @@ PATHS: dict[str, Any] = {
                            "(400, with each file's problem in `details.files`) if any file is unacceptable.",
             "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
                 "type": "object", "required": ["files"], "properties": {
-                    "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}},
+                    "files": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"}}}}}}},
             "responses": {"202": {**_json(_ref("UploadAccepted"), "Stored; poll the job."), "headers": LOCATION},
                           **_errors(400, 401, 413, 429)},
         },
@@ -224,7 +224,7 @@ PATHS: dict[str, Any] = {
     "/jobs": {"get": {
         "operationId": "listJobs", "tags": ["jobs"], "summary": "Your uploads, newest first",
         "parameters": [_query("before", "Only jobs with a smaller id (`next_before`).", {"type": "integer"}),
-                       _query("limit", "Page size, 1 to 200.", {"type": "integer", "default": 50})],
+                       _query("limit", "Page size, 1 to 200.", {"type": "integer", "default": 50, "minimum": 1, "maximum": 200})],
         "responses": {"200": _json({"type": "object", "properties": {
             "jobs": {"type": "array", "items": _ref("JobSummary")}, "next_before": NULLABLE_INT}}, "One page."),
             **_errors(400, 401)},
@@ -243,7 +243,7 @@ PATHS: dict[str, Any] = {
         },
         "get": {
             "operationId": "listTrainingRuns", "tags": ["training"], "summary": "Training runs, newest first (admin)",
-            "parameters": [_query("limit", "How many, 1 to 200.", {"type": "integer", "default": 50})],
+            "parameters": [_query("limit", "How many, 1 to 200.", {"type": "integer", "default": 50, "minimum": 1, "maximum": 200})],
             "responses": {"200": _json({"type": "object", "properties": {
                 "training_runs": {"type": "array", "items": _ref("TrainingRun")}}}, "The runs (without history)."),
                 **_errors(400, 401, 403)},

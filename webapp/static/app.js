@@ -245,6 +245,24 @@ function setupRun(section) {
   }, 2000);
 }
 
+/* ---------------------------------------------------------------- "no model yet" banner */
+function setupModelBanner(banner) {
+  poll(banner.dataset.pollUrl, ({ status }) => {
+    if (status.state === "ready") {
+      banner.hidden = true;
+      return true;
+    }
+    banner.querySelector('[data-field="message"]').textContent = status.message;
+    const progress = banner.querySelector(".banner-progress");
+    progress.hidden = status.progress_pct == null;
+    if (status.progress_pct != null) {
+      banner.querySelector('[data-field="bar"]').setAttribute("width", String(status.progress_pct));
+      banner.querySelector('[data-field="pct"]').textContent = `${Math.round(status.progress_pct)}%`;
+    }
+    return false;
+  }, 4000);
+}
+
 /* ---------------------------------------------------------------- small things */
 function setupCommon() {
   document.querySelectorAll("[data-copy]").forEach((button) => {
@@ -260,6 +278,8 @@ function setupCommon() {
 
 document.addEventListener("DOMContentLoaded", () => {
   setupCommon();
+  const banner = document.getElementById("model-banner");
+  if (banner) setupModelBanner(banner);
   const upload = document.getElementById("upload-form");
   if (upload) setupUpload(upload);
   const job = document.getElementById("job");

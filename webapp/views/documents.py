@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from urllib.parse import quote
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, stream_with_context, url_for
+from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from db.history import (
@@ -20,6 +20,7 @@ from db.history import (
     record_feedback,
 )
 from db.models import Blob, DocState
+from db.session import get_sessionmaker
 from webapp.database import get_db
 from webapp.errors import UserError
 from webapp.filters import filter_args, history_filter
@@ -94,11 +95,18 @@ def _json_lines(rows: Iterator) -> Iterator[str]:
 def export(fmt: str):
     """The whole filtered set (not just one page), streamed as it is read."""
     flt = history_filter(request.args, current_user.id)
-    rows = iter_documents(get_db(), flt)
-    body = _csv_lines(rows) if fmt == "csv" else _json_lines(rows)
+    maker = get_sessionmaker(current_app.config["DATABASE_URL"])
+
+    def body() -> Iterator[str]:
+        # its own session, closed when the stream ends or the client goes away: a stream outlives the
+        # request's teardown, and a transaction left open would hold locks
+        with maker() as session:
+            rows = iter_documents(session, flt)
+            yield from (_csv_lines(rows) if fmt == "csv" else _json_lines(rows))
+
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
     mimetype = "text/csv" if fmt == "csv" else "application/json"
-    return Response(stream_with_context(body), mimetype=mimetype, headers={
+    return Response(body(), mimetype=mimetype, headers={
         "Content-Disposition": f'attachment; filename="leximind-history-{stamp}.{fmt}"'})
 
 

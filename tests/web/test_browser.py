@@ -1,0 +1,175 @@
+"""Real headless Chromium against a real server: the flows people use, with a screenshot of every page.
+
+Documents are moved along by tests.web.live.StandInWorker (real extraction and the real inference loop
+with a keyword predictor in place of the model). Screenshots land in test-artifacts/screenshots/.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from db.models import Feedback, TrainingRun
+from db.session import session_scope
+from tests.web import seed
+from tests.web.conftest import PASSWORD, Person
+from tests.web.live import LiveServer, StandInWorker
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+expect = playwright_api.expect
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+UPLOADS = ("bbc_sport_199_cp1252.txt", "wikipedia_mozilla_article.html", "doj_chapter13_trustee_handbook_1page.docx")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (make chromium)")
+    with playwright_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM,
+                                     args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture()
+def shots(artifacts_dir: Path):
+    folder = artifacts_dir / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def shot(page, name: str) -> None:
+        page.wait_for_load_state("networkidle")
+        page.mouse.wheel(0, -100_000)  # from the top, so the sticky header sits where it belongs
+        page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+    return shot
+
+
+@pytest.fixture()
+def live(app_factory, clean_db: str) -> Iterator[LiveServer]:
+    # production cookie settings: Secure cookies must work on http://127.0.0.1 in a real browser
+    app = app_factory(SESSION_COOKIE_SECURE=True, REMEMBER_COOKIE_SECURE=True, TESTING=False)
+    with LiveServer(app) as server, StandInWorker(clean_db, delay_s=0.7, train_step_s=0.35, total_steps=60) as worker:
+        yield server
+    assert not worker.errors, worker.errors
+
+
+@pytest.fixture()
+def page(browser, live):
+    context = browser.new_context(viewport={"width": 1360, "height": 900}, base_url=live.url)
+    page = context.new_page()
+    console_errors: list[str] = []
+    page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: console_errors.append(str(exc)))
+    yield page
+    context.close()
+    # a CSP violation or a script error shows up here
+    assert not [e for e in console_errors if "404" not in e], console_errors
+
+
+def sign_in(page, person: Person) -> None:
+    page.goto("/login")
+    page.fill("input[name=email]", person.email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/upload$"))
+
+
+def test_upload_watch_open_and_correct(page, live, clean_db, alice, shared_data, shots):
+    seed.version(clean_db, "v1", {"topic": {"accuracy": 0.84}}, active=True)
+    page.goto("/upload")
+    assert "/login" in page.url
+    shots(page, "01-sign-in")
+    sign_in(page, alice)
+
+    page.set_input_files("#file-input", [str(shared_data / "documents" / name) for name in UPLOADS])
+    assert page.locator("#file-rows tr").count() == 3
+    assert page.locator("#upload-button").inner_text() == "Upload 3 files"
+    shots(page, "02-upload-files-chosen")
+    page.click("#upload-button")
+    page.wait_for_url(re.compile(r"/jobs/\d+$"))
+    expect(page.locator("#stat-done")).to_have_text("1", timeout=30_000)
+    shots(page, "03-job-in-progress")
+
+    page.wait_for_selector("#job-state .badge[data-state=done]", timeout=60_000)
+    assert page.locator("#stat-done").inner_text() == "3"
+    shots(page, "04-job-done")
+
+    page.click("text=wikipedia_mozilla_article.html")
+    page.wait_for_selector("h2:has-text('Summary')")
+    assert page.locator(".pill.topic").first.inner_text() == "Sci/Tech"
+    shots(page, "05-document")
+
+    page.select_option("#feedback-topic", "Business")
+    page.click("text=Save correction")
+    page.wait_for_selector(".flash-info")
+    shots(page, "06-document-corrected")
+    with session_scope(clean_db) as session:
+        feedback = session.scalars(select(Feedback)).all()
+    assert [(f.topic_label, f.user_id) for f in feedback] == [("Business", alice.id)]
+
+    page.click("nav >> text=History")
+    assert page.locator("table.history tbody tr").count() == 3
+    shots(page, "07-history")
+    page.fill("input[name=q]", "mozilla")
+    page.press("input[name=q]", "Enter")
+    page.wait_for_url(re.compile(r"q=mozilla"))
+    assert page.locator("table.history tbody tr").count() == 1
+    shots(page, "08-history-search")
+
+    page.click("nav >> text=Jobs")
+    shots(page, "09-jobs")
+
+    page.goto("/account")
+    page.fill("input[name=name]", "nightly import")
+    page.click("text=Create token")
+    assert page.locator("#new-token").inner_text().startswith("lm_")
+    shots(page, "10-account-token")
+
+    page.goto("/documents/999999")
+    assert page.locator(".error-status").inner_text() == "404"
+    shots(page, "11-not-found")
+
+
+def test_admin_sees_starter_training_then_trains_and_activates(page, live, clean_db, admin, shots):
+    with session_scope(clean_db) as session:
+        session.add(TrainingRun(params={"recipe": "starter", "datasets": ["ag_news", "goemotions", "bbc"],
+                                        "tasks": ["summary", "topic", "emotion"], "epochs": 1, "method": "full"},
+                                state="queued", progress={}, history=[], metrics={}))
+    sign_in(page, admin)
+    page.wait_for_selector("#model-banner")
+    assert "No model" in page.locator("#model-banner").inner_text()
+    shots(page, "12-no-model-yet")
+
+    page.click("nav >> text=Training")
+    page.wait_for_selector("#live-run")
+    expect(page.locator("#live-run [data-field=step]")).to_contain_text("/")
+    shots(page, "13-training-starter-live")
+    # the starter run finishes, registers v1 and the page reloads itself
+    page.wait_for_selector("#live-run", state="detached", timeout=60_000)
+    assert page.locator(".version.active").count() == 1
+
+    page.uncheck("input[name=datasets][value=scitldr]")
+    page.uncheck("input[name=datasets][value=dialogsum]")
+    page.check("input[name=method][value=lora]")
+    page.fill("input[name=epochs]", "2")
+    shots(page, "14-training-form")
+    page.click("text=Start training")
+    page.wait_for_url(re.compile(r"/training/runs/\d+$"))
+    expect(page.locator("#run-live [data-field=step]")).to_have_text(re.compile(r"^(1\d|[2-9]\d)\b"))
+    page.wait_for_selector("#loss-chart svg.chart")
+    shots(page, "15-run-live")
+    page.wait_for_selector("#run-state .badge[data-state=succeeded]", timeout=60_000)
+    page.wait_for_selector("text=Activate v2")
+    shots(page, "16-run-finished")
+
+    page.click("text=Activate v2")
+    page.wait_for_selector(".flash-info:has-text('v2 is now active')")
+    shots(page, "17-training-versions")
+    page.click("text=Roll back to the previous version")
+    page.wait_for_selector(".flash-info:has-text('v1 is active again')")

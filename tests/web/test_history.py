@@ -1,0 +1,179 @@
+"""History listing (filters, search, sorting, keyset pages), exports, and job progress with queue and ETA."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import update
+
+from db.history import (
+    COUNT_CAP,
+    HistoryError,
+    HistoryFilter,
+    iter_documents,
+    job_status,
+    list_documents,
+    measured_throughput,
+)
+from db.models import DocState, Document
+from db.session import session_scope
+from tests.web import seed
+from tests.web.conftest import sign_in
+
+DAY = datetime(2025, 3, 10, 12, tzinfo=UTC)
+
+
+@pytest.fixture()
+def library(clean_db, alice, bob):
+    """Alice: 30 documents over 3 days, topics and emotions rotating, two model versions; Bob: one."""
+    v1 = seed.version(clean_db, "v1", {})
+    v2 = seed.version(clean_db, "v2", {}, active=True)
+    names = {f"doc-{i:02d}.txt": f"Report {i} about {['football', 'markets', 'browsers'][i % 3]}" for i in range(30)}
+    _, ids = seed.upload(clean_db, alice.id, names)
+    for i, doc_id in enumerate(ids):
+        if i % 10 == 9:
+            seed.fail(clean_db, doc_id, "no_text", "The file holds no readable text.")
+            continue
+        seed.finish(clean_db, doc_id, v2 if i % 2 else v1, text=names[f"doc-{i:02d}.txt"],
+                    topic=["Sports", "Business", "Sci/Tech"][i % 3], emotions=(("joy",) if i % 4 == 0 else ("fear",)),
+                    created_at=DAY + timedelta(days=i // 10, minutes=i))
+    _, bob_ids = seed.upload(clean_db, bob.id, {"bob.txt": "football markets browsers"})
+    seed.finish(clean_db, bob_ids[0], v2, text="football markets browsers", topic="Sports")
+    return ids
+
+
+def ids_of(session, flt, **kwargs):
+    return [row.id for row in list_documents(session, flt, limit=100, **kwargs).rows]
+
+
+def test_filters_each_narrow_to_the_right_documents(clean_db, library, alice):
+    with session_scope(clean_db) as s:
+        def find(**kw):
+            return set(ids_of(s, HistoryFilter(owner_id=alice.id, **kw)))
+        assert len(find()) == 30
+        assert find(topic="Business") == {library[i] for i in range(30) if i % 3 == 1 and i % 10 != 9}
+        assert find(emotion="joy") == {library[i] for i in range(30) if i % 4 == 0 and i % 10 != 9}
+        assert find(state="failed") == {library[9], library[19], library[29]}
+        assert find(model_version="v1") == {library[i] for i in range(30) if i % 2 == 0 and i % 10 != 9}
+        assert find(date_from=date(2025, 3, 11), date_to=date(2025, 3, 11)) == {
+            library[i] for i in range(10, 20) if i != 19}  # the failed one keeps its upload time (today)
+        # (failed documents have no text to search, only their file names)
+        assert find(q="football") == {library[i] for i in range(0, 30, 3) if i % 10 != 9}
+        assert find(q="market") == {library[i] for i in range(1, 30, 3) if i % 10 != 9}  # stemmed: "markets"
+        assert find(q="doc-09.txt") == {library[9]}
+        assert find(q="football -report") == set()
+        assert find(q="football", topic="Sports", emotion="joy") == {library[0], library[12], library[24]}
+
+
+def test_bad_filters_say_what_to_change(alice):
+    with pytest.raises(HistoryError, match="Unknown sort"):
+        HistoryFilter(owner_id=alice.id, sort="random")
+    with pytest.raises(HistoryError, match="swap them"):
+        HistoryFilter(owner_id=alice.id, date_from=date(2025, 2, 1), date_to=date(2025, 1, 1))
+
+
+@pytest.mark.parametrize("sort", ["newest", "oldest", "name", "name_desc"])
+def test_keyset_pages_cover_everything_once_both_ways(clean_db, library, alice, sort):
+    flt = HistoryFilter(owner_id=alice.id, sort=sort)
+    with session_scope(clean_db) as s:
+        everything = ids_of(s, flt)
+        pages, cursor = [], None
+        while True:
+            page = list_documents(s, flt, after=cursor, limit=7)
+            pages.append([r.id for r in page.rows])
+            assert page.total == 30 and not page.total_capped
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert [i for p in pages for i in p] == everything
+        # and back: `before` the first row of the last page gives the page before it
+        last = list_documents(s, flt, after=cursor, limit=7) if cursor else None
+        back = list_documents(s, flt, before=last.prev_cursor, limit=7)
+        assert [r.id for r in back.rows] == pages[-2]
+    if sort == "name":
+        assert everything == sorted(library)
+    if sort == "newest":
+        with session_scope(clean_db) as s:
+            rows = list_documents(s, flt, limit=100).rows
+        assert [r.created_at for r in rows] == sorted((r.created_at for r in rows), reverse=True)
+
+
+def test_broken_cursors_are_refused(clean_db, alice):
+    with session_scope(clean_db) as s, pytest.raises(HistoryError, match="first page"):
+        list_documents(s, HistoryFilter(owner_id=alice.id), after="not-a-cursor")
+
+
+def test_total_is_capped_for_huge_sets(clean_db, alice, monkeypatch):
+    import db.history
+    monkeypatch.setattr(db.history, "COUNT_CAP", 5)
+    seed.upload(clean_db, alice.id, {f"{i}.txt": f"text {i}" for i in range(8)})
+    with session_scope(clean_db) as s:
+        page = list_documents(s, HistoryFilter(owner_id=alice.id), limit=3)
+    assert (page.total, page.total_capped) == (5, True)
+    assert COUNT_CAP == 10_000
+
+
+def test_exports_hold_the_whole_filtered_set(client, clean_db, library, alice):
+    sign_in(client, alice)
+    response = client.get("/documents/export.csv?topic=Business&sort=name")
+    assert response.headers["Content-Disposition"].startswith('attachment; filename="leximind-history-')
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    expected = [f"doc-{i:02d}.txt" for i in range(30) if i % 3 == 1 and i % 10 != 9]
+    assert [r["filename"] for r in rows] == expected
+    assert rows[0]["topic"] == "Business" and rows[0]["model_version"] in ("v1", "v2")
+    data = json.loads(client.get("/documents/export.json?state=failed").get_data(as_text=True))
+    assert sorted(d["filename"] for d in data) == ["doc-09.txt", "doc-19.txt", "doc-29.txt"]
+    assert data[0]["error"] == "The file holds no readable text."
+    with session_scope(clean_db) as s:
+        assert len(list(iter_documents(s, HistoryFilter(owner_id=alice.id), batch=4))) == 30
+
+
+def test_csv_cells_cannot_become_formulas(client, clean_db, alice):
+    _, ids = seed.upload(clean_db, alice.id, {"=HYPERLINK(evil).txt": "text"})
+    sign_in(client, alice)
+    rows = list(csv.DictReader(io.StringIO(client.get("/documents/export.csv").get_data(as_text=True))))
+    assert rows[0]["filename"] == "'=HYPERLINK(evil).txt"
+
+
+def test_history_page_renders_filters_and_pages(client, library, alice):
+    sign_in(client, alice)
+    page = client.get("/documents?topic=Sports&sort=oldest").get_data(as_text=True)
+    assert "doc-00.txt" in page and "doc-01.txt" not in page
+    assert 'value="Sports" selected' in page or "<option selected>Sports</option>" in page
+    assert "export.csv?topic=Sports&amp;sort=oldest" in page
+
+
+def test_job_progress_queue_position_and_eta(clean_db, alice, bob):
+    seed.version(clean_db, "v1", {}, active=True)
+    _, ahead = seed.upload(clean_db, bob.id, {f"b{i}.txt": f"bob {i}" for i in range(4)})
+    job_id, mine = seed.upload(clean_db, alice.id, {"a.txt": "alice a", "b.txt": "alice b"})
+    _, behind = seed.upload(clean_db, bob.id, {"late.txt": "after alice"})
+    with session_scope(clean_db) as s:
+        status = job_status(s, alice.id, job_id, throughput=2.0)
+        assert (status.state, status.total, status.in_progress) == ("queued", 2, 2)
+        assert status.queue_position == 4           # Bob's four earlier documents, not the later one
+        assert status.eta_seconds == pytest.approx((4 + 2) / 2.0)
+        assert job_status(s, bob.id, job_id) is None  # not Bob's
+    seed.finish(clean_db, ahead[0], 1, text="x", topic="World")
+    seed.finish(clean_db, mine[0], 1, text="x", topic="World")
+    seed.fail(clean_db, mine[1], "no_text", "The file holds no readable text.")
+    with session_scope(clean_db) as s:
+        status = job_status(s, alice.id, job_id)
+        assert (status.state, status.done, status.failed, status.queue_position, status.eta_seconds) == (
+            "partial", 1, 1, None, None)
+    assert behind
+
+
+def test_throughput_is_measured_from_recent_finishes(clean_db, alice):
+    _, ids = seed.upload(clean_db, alice.id, {f"{i}.txt": f"t {i}" for i in range(10)})
+    now = datetime.now(UTC)
+    with session_scope(clean_db) as s:
+        assert measured_throughput(s) is None
+        s.execute(update(Document).where(Document.id.in_(ids)).values(state=DocState.DONE.value,
+                                                                       finished_at=now - timedelta(seconds=20)))
+    with session_scope(clean_db) as s:
+        assert measured_throughput(s, now=now) == pytest.approx(10 / 20)
+        assert measured_throughput(s, now=now + timedelta(hours=1)) is None  # idle workers: no estimate
