@@ -15,11 +15,14 @@ from typing import Any
 
 import torch
 
+from model.batching import split_evenly
+from model.preprocessing import BasicTextCleaner
 from model.training.data import Example
 
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
+_CLEANER = BasicTextCleaner()
 BUCKET_CHUNK = 64  # batches' worth of examples sorted together: similar lengths, still well mixed
 
 
@@ -92,19 +95,41 @@ def encode_rows(
         chosen.append(example)
     if unknown:
         log.warning("%s: ignoring labels the model has no head output for: %s", task, sorted(unknown)[:20])
-    input_ids = token_ids(tokenizer, [input_prefix + e.text for e in chosen], max_input_length)
+    input_ids = [chunks[0] for chunks in encoder_inputs(tokenizer, [e.text for e in chosen], max_input_length,
+                                                        input_prefix, max_chunks=1)]
     if task == "summary":
         targets = token_ids(tokenizer, [e.summary for e in chosen], max_summary_length)
     return TaskRows(task, input_ids, targets)
 
 
-def token_ids(tokenizer: Any, texts: Sequence[str], max_length: int, chunk: int = 512) -> list[list[int]]:
-    """Unpadded ids ending in EOS, truncated to max_length (EOS kept), like Tokenizer.batch_encode."""
+def encoder_inputs(
+    tokenizer: Any, texts: Sequence[str], max_length: int, prefix: str, max_chunks: int = 1
+) -> list[list[list[int]]]:
+    """Per text, its encoder inputs built as the inference pipeline builds them: cleaned text, prefix ids,
+    a chunk of the body, EOS. A body longer than one input is split into at most max_chunks near-equal
+    chunks (model.batching.split_evenly); with max_chunks=1 it is truncated."""
     eos = tokenizer.eos_token_id
+    prefix_ids = tokenizer.tokenize([prefix.strip()])[0][:-1] if prefix.strip() else []
+    room = max_length - len(prefix_ids) - 1
+    if room < 1:
+        raise ValueError(f"max_length={max_length} leaves no room for text after the prefix {prefix!r}")
+    inputs = []
+    for ids in token_ids(tokenizer, texts, max_length=None):
+        chunks, _ = split_evenly(ids[:-1], room, max_chunks)
+        inputs.append([[*prefix_ids, *chunk, eos] for chunk in chunks])
+    return inputs
+
+
+def token_ids(tokenizer: Any, texts: Sequence[str], max_length: int | None, chunk: int = 512) -> list[list[int]]:
+    """Unpadded ids ending in EOS, truncated to max_length (EOS kept), like Tokenizer.batch_encode.
+
+    Texts are cleaned first exactly as the inference pipeline cleans them (model.preprocessing)."""
+    eos = tokenizer.eos_token_id
+    cleaned = _CLEANER.transform(texts)
     out: list[list[int]] = []
-    for start in range(0, len(texts), chunk):
-        for seq in tokenizer.tokenize(list(texts[start:start + chunk])):
-            out.append(seq if len(seq) <= max_length else seq[: max_length - 1] + [eos])
+    for start in range(0, len(cleaned), chunk):
+        for seq in tokenizer.tokenize(cleaned[start:start + chunk]):
+            out.append(seq if max_length is None or len(seq) <= max_length else seq[: max_length - 1] + [eos])
     return out
 
 

@@ -23,9 +23,12 @@ class TrainConfig:
     # tasks are sampled per micro-batch with p ~ n_examples ** (1 / T): T=1 proportional, large T uniform
     task_temperature: float = 2.0
     label_smoothing: float = 0.1  # summaries only
-    input_prefix: str = ""  # prepended to every encoder input (e.g. "summarize: " for FLAN-T5)
+    # prepended to every encoder input; the inference pipeline (model.pipeline.SUMMARY_PREFIX) always adds
+    # "summarize: " and runs all heads on that one encoder pass, so training must see the same input
+    input_prefix: str = "summarize: "
     # --- optimisation ---
     learning_rate: float = 3e-4
+    head_lr_scale: float = 1.0  # the topic and emotion heads learn at learning_rate * head_lr_scale
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     weight_decay: float = 0.01  # matrices only; norms, biases and vectors are not decayed

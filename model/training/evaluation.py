@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from model.multitask import MultiTaskModel
-from model.training.batching import group_by_length, token_ids
+from model.training.batching import encoder_inputs, group_by_length
 from model.training.data import Example
 from model.training.metrics import emotion_metrics, multi_hot, rouge, topic_metrics, tune_thresholds
 
@@ -26,9 +26,11 @@ log = logging.getLogger(__name__)
 @dataclass
 class EvalSettings:
     max_input_length: int = 512
-    input_prefix: str = ""
+    input_prefix: str = "summarize: "  # as in training and in the inference pipeline
     batch_size: int = 32
     max_tokens_per_batch: int = 16384
+    max_chunks: int = 8  # a long document is read in chunks and its label probabilities averaged, as in
+    # model.pipeline (PipelineConfig.max_chunks); summaries are written from the first chunk
     max_summary_examples: int = 200  # generation is the slow part; the first N labelled test rows
     max_new_tokens: int = 128
     num_beams: int = 1
@@ -39,29 +41,43 @@ class EvalSettings:
 def class_scores(
     model: MultiTaskModel, tokenizer: Any, texts: Sequence[str], settings: EvalSettings
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(topic probabilities (N, K) | None, emotion probabilities (N, L) | None), in input order."""
+    """(topic probabilities (N, K) | None, emotion probabilities (N, L) | None), in input order.
+
+    A document longer than one encoder input is split as the inference pipeline splits it, and its
+    chunks' probabilities are averaged with chunk lengths as weights (as the pipeline does)."""
     model.eval()
     device = next(model.parameters()).device
-    ids = token_ids(tokenizer, [settings.input_prefix + t for t in texts], settings.max_input_length)
-    topics = np.zeros((len(texts), len(model.config.topic_labels)), dtype=np.float32)
-    emotions = np.zeros((len(texts), len(model.config.emotion_labels)), dtype=np.float32)
-    for group in group_by_length(range(len(ids)), [len(s) for s in ids], settings.batch_size,
+    inputs = encoder_inputs(tokenizer, texts, settings.max_input_length, settings.input_prefix,
+                            settings.max_chunks)
+    segments = [chunk for chunks in inputs for chunk in chunks]
+    owners = np.repeat(np.arange(len(texts)), [len(chunks) for chunks in inputs])
+    weights = np.array([len(chunk) for chunk in segments], dtype=np.float64)
+    topics = np.zeros((len(segments), len(model.config.topic_labels)))
+    emotions = np.zeros((len(segments), len(model.config.emotion_labels)))
+    for group in group_by_length(range(len(segments)), [len(s) for s in segments], settings.batch_size,
                                  settings.max_tokens_per_batch):
-        input_ids, mask = _pad([ids[i] for i in group], model.config.pad_token_id, device)
+        input_ids, mask = _pad([segments[i] for i in group], model.config.pad_token_id, device)
         output = model.classify(model.encode(input_ids, mask), mask)
         if output.topic_logits is not None:
             topics[group] = output.topic_probabilities().cpu().numpy()
         if output.emotion_logits is not None:
             emotions[group] = output.emotion_probabilities().cpu().numpy()
-    return (topics if model.topic_head is not None else None,
-            emotions if model.emotion_head is not None else None)
+
+    def pooled(per_segment: np.ndarray) -> np.ndarray:
+        sums = np.zeros((len(texts), per_segment.shape[1]))
+        np.add.at(sums, owners, per_segment * weights[:, None])
+        return (sums / np.bincount(owners, weights=weights)[:, None]).astype(np.float32)
+
+    return (pooled(topics) if model.topic_head is not None else None,
+            pooled(emotions) if model.emotion_head is not None else None)
 
 
 @torch.no_grad()
 def summarize(model: MultiTaskModel, tokenizer: Any, texts: Sequence[str], settings: EvalSettings) -> list[str]:
     model.eval()
     device = next(model.parameters()).device
-    ids = token_ids(tokenizer, [settings.input_prefix + t for t in texts], settings.max_input_length)
+    ids = [chunks[0] for chunks in encoder_inputs(tokenizer, texts, settings.max_input_length,
+                                                   settings.input_prefix, max_chunks=1)]
     summaries: list[str] = [""] * len(texts)
     for group in group_by_length(range(len(ids)), [len(s) for s in ids], settings.batch_size,
                                  settings.max_tokens_per_batch):

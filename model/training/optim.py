@@ -9,18 +9,25 @@ from torch import nn
 
 from model.training.config import TrainConfig
 
+HEADS = ("topic_head.", "emotion_head.")
+
 
 def build_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """Two groups: parameters with dim >= 2 (matrices, embeddings) are decayed; norms and biases are not."""
+    """Parameters with dim >= 2 (matrices, embeddings) are decayed; norms and biases are not. The task heads
+    get their own groups when head_lr_scale != 1 (same decay rule)."""
     trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     if not trainable:
         raise ValueError("the model has no trainable parameters")
-    decay = [p for _, p in trainable if p.dim() >= 2]
-    no_decay = [p for _, p in trainable if p.dim() < 2]
-    groups = [
-        {"params": decay, "weight_decay": config.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    split_heads = config.head_lr_scale != 1.0
+    groups = []
+    for heads in ((False, True) if split_heads else (None,)):
+        chosen = [p for name, p in trainable if heads is None or name.startswith(HEADS) == heads]
+        lr = config.learning_rate * (config.head_lr_scale if heads else 1.0)
+        groups += [
+            {"params": [p for p in chosen if p.dim() >= 2], "weight_decay": config.weight_decay, "lr": lr},
+            {"params": [p for p in chosen if p.dim() < 2], "weight_decay": 0.0, "lr": lr},
+        ]
+    groups = [g for g in groups if g["params"]]
     return torch.optim.AdamW(
         groups,
         lr=config.learning_rate,

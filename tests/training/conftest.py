@@ -35,9 +35,25 @@ def mixed_file(mixed_rows, tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture()
-def tiny_params(mixed_file) -> dict[str, Any]:
-    """Run params (a training-run row's params) for a seconds-long scratch run on the mixed file."""
+def make_tiny_params(mixed_file: Path) -> dict[str, Any]:
     return {"recipe": "starter", "datasets": [str(mixed_file)], "model": dict(TINY_MODEL),
             "train": dict(TINY_TRAIN), "eval": dict(TINY_EVAL), "baselines": False,
             "split_fractions": [0.6, 0.2, 0.2]}
+
+
+@pytest.fixture()
+def tiny_params(mixed_file) -> dict[str, Any]:
+    """Run params (a training-run row's params) for a seconds-long scratch run on the mixed file."""
+    return make_tiny_params(mixed_file)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(mixed_file, tmp_path_factory) -> Any:
+    """One tiny multitask run, trained once per session: (RunOutcome, progress reports)."""
+    from model.training.run import spec_from_params, train_version
+
+    reports: list[Any] = []
+    spec = spec_from_params(make_tiny_params(mixed_file))
+    outcome = train_version(spec, tmp_path_factory.mktemp("models") / "v1", shared_root=SHARED_DATA,
+                            callback=reports.append, device="cpu")
+    return outcome, reports
