@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from leximind.config import SHARED_DATA
+from model.artifacts import shared_data_dir
 from model.training.data import load_bbc, load_goemotions
 
 # one-layer model with dropout on, so resume tests also cover the RNG state
@@ -21,9 +21,9 @@ TINY_EVAL = dict(max_input_length=48, max_new_tokens=8, max_summary_examples=4, 
 @pytest.fixture(scope="session")
 def mixed_rows() -> list[dict[str, Any]]:
     """~60 rows: BBC articles (shortened, with summary and topic) and GoEmotions comments (emotions)."""
-    bbc = load_bbc(SHARED_DATA)
+    bbc = load_bbc(shared_data_dir())
     rows = [{"text": e.text[:400], "summary": e.summary[:120], "topic": e.topic} for e in bbc[::75]]
-    goemotions = load_goemotions(SHARED_DATA)[:40]
+    goemotions = load_goemotions(shared_data_dir())[:40]
     rows += [{"text": e.text, "emotions": list(e.emotions)} for e in goemotions]
     return rows
 
@@ -54,6 +54,6 @@ def tiny_run(mixed_file, tmp_path_factory) -> Any:
 
     reports: list[Any] = []
     spec = spec_from_params(make_tiny_params(mixed_file))
-    outcome = train_version(spec, tmp_path_factory.mktemp("models") / "v1", shared_root=SHARED_DATA,
+    outcome = train_version(spec, tmp_path_factory.mktemp("models") / "v1", shared_root=shared_data_dir(),
                             callback=reports.append, device="cpu")
     return outcome, reports

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from leximind.config import SHARED_DATA
-from model.artifacts import load_artifact
+from model.artifacts import load_artifact, shared_data_dir
 from model.training.batching import bucketed_batches
 from model.training.config import TrainConfig
 from model.training.data import Example
@@ -55,10 +54,10 @@ def _trainer(spec, splits, tokenizer_and_model, checkpoint_dir=None, callback=No
 def test_resume_after_interruption_reproduces_the_uninterrupted_loss_curve(tiny_params, tmp_path):
     tiny_params["train"].update(max_steps=8, eval_every=3, checkpoint_every=4, early_stopping_patience=0)
     spec = spec_from_params(tiny_params)
-    splits = load_splits(spec, SHARED_DATA)
+    splits = load_splits(spec, shared_data_dir())
 
     def fresh():
-        model, tokenizer, _ = initial_model(spec, splits["train"], SHARED_DATA)
+        model, tokenizer, _ = initial_model(spec, splits["train"], shared_data_dir())
         return model, tokenizer
 
     uninterrupted = _trainer(spec, splits, fresh()).train()
@@ -82,8 +81,8 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_loss_curve(tiny_
 
 def test_resume_refuses_a_checkpoint_from_other_settings(tiny_params, tmp_path):
     spec = spec_from_params(tiny_params)
-    splits = load_splits(spec, SHARED_DATA)
-    model, tokenizer, _ = initial_model(spec, splits["train"], SHARED_DATA)
+    splits = load_splits(spec, shared_data_dir())
+    model, tokenizer, _ = initial_model(spec, splits["train"], shared_data_dir())
     trainer = _trainer(spec, splits, (model, tokenizer))
     trainer.save_checkpoint(tmp_path / "ckpt")
     tiny_params["train"]["learning_rate"] = 1e-2
@@ -96,7 +95,7 @@ def test_lora_trains_only_adapters_and_heads_and_saves_merged(tiny_params, tiny_
     version = tiny_run[0].folder
     tiny_params["train"].update(mode="lora", lora_rank=4, max_steps=3)
     tiny_params["init"] = str(version)
-    outcome = train_version(spec_from_params(tiny_params), tmp_path / "lora", shared_root=SHARED_DATA,
+    outcome = train_version(spec_from_params(tiny_params), tmp_path / "lora", shared_root=shared_data_dir(),
                             device="cpu", parent="v1")
     artifact = load_artifact(outcome.folder)
     assert artifact.model.config.lora_rank == 0  # adapters folded in
@@ -113,7 +112,7 @@ def test_optimizer_decays_matrices_only_and_honours_betas_and_eps(tiny_params):
     tiny_params["train"].update(betas=[0.8, 0.95], eps=1e-6, weight_decay=0.05, head_lr_scale=10.0,
                                 learning_rate=1e-3)
     spec = spec_from_params(tiny_params)
-    model, _, _ = initial_model(spec, [Example(text="x", topic="a")], SHARED_DATA)
+    model, _, _ = initial_model(spec, [Example(text="x", topic="a")], shared_data_dir())
     optimizer = build_optimizer(model, spec.train, torch.device("cpu"))
     names = {id(p): n for n, p in model.named_parameters()}
     assert sum(len(g["params"]) for g in optimizer.param_groups) == len(names)
@@ -140,8 +139,8 @@ def test_length_bucketed_batches_respect_both_limits():
 def test_task_sampling_follows_the_temperature(tiny_params):
     tiny_params["train"]["task_temperature"] = 1.0
     spec = spec_from_params(tiny_params)
-    splits = load_splits(spec, SHARED_DATA)
-    model, tokenizer, _ = initial_model(spec, splits["train"], SHARED_DATA)
+    splits = load_splits(spec, shared_data_dir())
+    model, tokenizer, _ = initial_model(spec, splits["train"], shared_data_dir())
     trainer = _trainer(spec, splits, (model, tokenizer))
     sizes = np.array([len(trainer.train_rows[t]) for t in trainer.tasks], dtype=float)
     assert trainer.task_probabilities == pytest.approx(list(sizes / sizes.sum()))
@@ -149,8 +148,8 @@ def test_task_sampling_follows_the_temperature(tiny_params):
 
 def test_emotion_thresholds_are_tuned_on_dev_and_only_applied_to_test(tiny_params, tmp_path):
     spec = spec_from_params(tiny_params)
-    splits = load_splits(spec, SHARED_DATA)
-    model, tokenizer, _ = initial_model(spec, splits["train"], SHARED_DATA)
+    splits = load_splits(spec, shared_data_dir())
+    model, tokenizer, _ = initial_model(spec, splits["train"], shared_data_dir())
     model.eval()
     labels = model.config.emotion_labels
     dev = [Example(text=f"comment number {i} is fine", emotions=(labels[i % 3],)) for i in range(30)]
