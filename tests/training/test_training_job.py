@@ -95,3 +95,31 @@ def test_a_queued_run_cancelled_never_starts_and_bad_params_fail_with_a_reason(c
     run_training_run(clean_db, bad, settings, device="cpu")
     failed = _run(clean_db, bad)
     assert failed.state == RunState.FAILED.value and "max_stepz" in failed.error_message
+
+
+def test_corrections_in_the_feedback_table_become_training_examples(clean_db, tmp_path, tiny_params):
+    from db.models import Feedback, User
+    from db.training_runs import corrections
+    from db.uploads import UploadedFile, create_job
+
+    text = "The minister announced a new budget for schools and hospitals today."
+    with session_scope(clean_db) as session:
+        user = User(email="ed@example.com", password_hash="x", role="admin")
+        session.add(user)
+        session.flush()
+        _, (document,) = create_job(session, user.id, [UploadedFile("note.txt", text.encode())])
+        document.text = text
+        session.add_all([
+            Feedback(document_id=document.id, user_id=user.id, topic_label="business"),
+            Feedback(document_id=document.id, user_id=user.id, topic_label="politics", emotion_labels=["approval"]),
+        ])
+        session.flush()
+        rows = corrections(session)
+        run_id = create_run(session, tiny_params).id
+    assert [(r["topic"], r["emotions"]) for r in rows] == [("business", None), ("politics", ["approval"])]
+
+    run_training_run(clean_db, run_id, _settings(clean_db, tmp_path), device="cpu", progress_interval_s=0.0)
+    run = _run(clean_db, run_id)
+    assert run.state == RunState.SUCCEEDED.value, run.error_message
+    sources = {name: split["sources"] for name, split in run.metrics["data"].items()}
+    assert sum(s.get("feedback", 0) for s in sources.values()) == 1  # two corrections, one document
