@@ -1,0 +1,128 @@
+"""Logging for every LexiMind process: one JSON object per line (or plain text), secrets never written.
+
+``configure_logging("worker")`` sets up the root logger once per process. The format comes from
+``LEXIMIND_LOG_FORMAT`` (``json`` or ``text``; default ``text`` on a terminal, ``json`` otherwise) and the
+level from ``LEXIMIND_LOG_LEVEL`` (default INFO). A JSON line carries ``ts`` (UTC, ISO 8601), ``level``,
+``logger``, ``service``, ``pid``, ``message``, any ``extra={...}`` fields the call passed, and ``exc`` with
+the traceback when there is one.
+
+Redaction runs on every record, whichever handler writes it, before formatting: API tokens (``lm_...``),
+``Bearer`` credentials, passwords inside URLs (``scheme://user:password@host``), ``password=``/``secret=``/
+``token=`` pairs, and the exact values of SECRET_KEY and of the passwords in DATABASE_URL / BROKER_URL.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+REDACTED = "[redacted]"
+_PATTERNS = [
+    (re.compile(r"\blm_[A-Za-z0-9_\-]{16,}"), REDACTED),  # our API tokens (db.accounts.TOKEN_PREFIX)
+    (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=\-]+"), r"\1 " + REDACTED),
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s:/@]*):[^\s@/]+@"), r"\1:" + REDACTED + "@"),
+    (re.compile(r"""(?i)\b(password|passwd|secret|secret_key|token|api_key)(["']?\s*[=:]\s*["']?)[^\s"',&;}]+"""),
+     r"\1\2" + REDACTED),
+]
+# attributes every LogRecord has; anything else on a record came from ``extra=`` and goes into the JSON
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+
+
+def known_secrets(environ: os._Environ | dict[str, str] | None = None) -> list[str]:
+    """Exact secret values this process knows from its environment (8 characters or more)."""
+    environ = os.environ if environ is None else environ
+    found = [environ.get("SECRET_KEY", "")]
+    for name in ("DATABASE_URL", "BROKER_URL", "TEST_DATABASE_ADMIN_URL"):
+        try:
+            password = urlsplit(environ.get(name, "")).password
+        except ValueError:
+            password = None
+        if password:
+            found += [password, unquote(password)]
+    return sorted({s for s in found if len(s) >= 8}, key=len, reverse=True)
+
+
+def redact(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites a record's message (arguments merged in) and traceback text with secrets removed."""
+
+    def __init__(self, secrets: list[str] | None = None):
+        super().__init__()
+        self.secrets = known_secrets() if secrets is None else secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string must not lose the record
+            message = f"{record.msg!r} {record.args!r}"
+        record.msg, record.args = redact(message, self.secrets), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, self.secrets)
+        record.exc_info = None  # the redacted text above is what gets written
+        for key, value in list(vars(record).items()):
+            if key not in _STANDARD and isinstance(value, str):
+                setattr(record, key, redact(value, self.secrets))
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, service: str):
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "service": self.service,
+            "pid": record.process,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value if isinstance(value, str | int | float | bool | type(None)) else repr(value)
+        if record.exc_text or record.exc_info:
+            entry["exc"] = record.exc_text or self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def log_format(environ: os._Environ | dict[str, str] | None = None, stream: Any = None) -> str:
+    environ = os.environ if environ is None else environ
+    chosen = environ.get("LEXIMIND_LOG_FORMAT", "").strip().lower()
+    if chosen in ("json", "text"):
+        return chosen
+    stream = stream or sys.stderr
+    return "text" if hasattr(stream, "isatty") and stream.isatty() else "json"
+
+
+def configure_logging(service: str, *, level: str | None = None, stream: Any = None) -> logging.Handler:
+    """Replace the root logger's handlers with one redacting handler on ``stream`` (stderr by default)."""
+    stream = stream or sys.stderr
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter())
+    if log_format(stream=stream) == "json":
+        handler.setFormatter(JsonFormatter(service))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel((level or os.environ.get("LEXIMIND_LOG_LEVEL", "INFO")).upper())
+    logging.captureWarnings(True)
+    return handler
