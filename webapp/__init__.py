@@ -25,6 +25,7 @@ class DatabaseIdConverter(IntegerConverter):
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    from leximind import metrics
     from webapp import auth, database, errors, health, security
     from webapp.api import api
     from webapp.config import flask_config
@@ -56,4 +57,5 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(api)
     register_views(app)
+    metrics.init_app(app)  # /metrics for Prometheus, read from Postgres (leximind/metrics.py)
     return app
