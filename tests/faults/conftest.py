@@ -21,7 +21,7 @@ from db.session import dispose_all, normalize_url, session_scope
 from tests.e2e.conftest import Stack, running_stack
 from tests.faults.quick_model import create_quick_artifact
 from tests.faults.services import PrivatePostgres, PrivateRedis
-from tests.web.conftest import PASSWORD
+from tests.web.conftest import PASSWORD, alice, app, app_factory  # noqa: F401  (the web tests' fixtures)
 
 FAULTS_EMAIL = "faults@example.com"
 
@@ -90,12 +90,12 @@ def fault_api(fault_db: str, private_redis: PrivateRedis):
     """The real web app (its /api/v1 routes) over the private servers."""
     from webapp import create_app
 
-    app = create_app({
+    web = create_app({
         "TESTING": True, "SECRET_KEY": "faults-" + uuid.uuid4().hex, "DATABASE_URL": fault_db,
         "BROKER_URL": private_redis.url, "SESSION_COOKIE_SECURE": False, "REMEMBER_COOKIE_SECURE": False,
         "UPLOAD_RATE_LIMIT": "100000 per minute",
     })
-    return app.test_client()
+    return web.test_client()
 
 
 def news_documents(shared_data: Path, n: int, tag: str) -> list[tuple[str, bytes]]:

@@ -166,3 +166,15 @@ def test_retention_deletes_old_finished_documents_only(clean_db, owner_and_versi
     assert sorted(left.values()).count("queued") == 1 and len(left) == 5
     assert counts.blobs == before - blobs == 5 and results == 1  # the corrected document's result stays
     assert counts.jobs == 0 and jobs == 2  # both jobs still hold documents
+
+
+def test_the_web_app_serves_metrics_without_a_session(app, alice):
+    client = app.test_client()
+    response = client.get("/metrics")
+    assert response.status_code == 200 and b"leximind_documents{" in response.data
+    assert client.get_cookie("session") is None  # not a page: no session, no login redirect
+    assert client.post("/metrics").status_code == 405
+    protected = app.test_client()
+    app.wsgi_app.token = "scrape-token-123456"
+    assert protected.get("/metrics").status_code == 401
+    assert protected.get("/metrics", headers={"Authorization": "Bearer scrape-token-123456"}).status_code == 200
