@@ -362,7 +362,7 @@ def profile_decode(model, args, device, path: Path, batch: int = 256, steps: int
     ids, mask = pad(docs, device)
     pipeline = make_pipeline(model, batch, args.in_len, steps, steps, device)
     with torch.inference_mode():
-        states = pipeline._encode(ids, mask)
+        states = torch.cat([part for _, part, _ in pipeline._encoder_passes(ids, mask)])
     results = {"config": "profile", "batch": batch, "steps": steps}
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     tables = []

@@ -18,8 +18,9 @@ When labels.json says the heads are not trained yet, topic and emotions come fro
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ import torch
 
 from model.artifacts import Artifact, load_artifact
 from model.batching import BatchBudget, plan_batches, split_evenly
+from model.decode_streams import DecoderStreams
 from model.fast_decode import GreedyDecoder
 from model.predictions import DocumentPrediction, EmotionScore, StageTimer, TopicPrediction
 
@@ -57,10 +59,12 @@ class PipelineConfig:
     max_batch_rows: int | None = None
     encoder_batch_tokens: int | None = None  # encoder sub-batches (bounds activation memory); None: default
     num_threads: int | None = None  # CPU: torch threads (encoder, heads); None: leave torch's setting
-    # CPU: torch threads while decoding. A step is ~30 small ops per layer; with more than one thread each op
-    # ends in a barrier that stalls for a scheduler time slice whenever another process holds a core
-    # (measured on 2 shared cores: 1 thread decodes 3-6x faster than 2 under load; see docs/performance.md)
-    decode_threads: int | None = 1
+    # CPU decoding: rows split across `decode_streams` decoders (None: one per core this process may use),
+    # each in its own thread with `decode_threads` torch threads. A step is hundreds of small ops; with more
+    # than one torch thread each op ends in a barrier that stalls for a scheduler time slice whenever another
+    # process holds a core (see docs/performance.md), while separate streams keep every core busy anyway.
+    decode_streams: int | None = None
+    decode_threads: int = 1
     use_cuda_graphs: bool | None = None  # None: on CUDA
     dtype: str | None = None  # "bfloat16", "float32", ...; None: bfloat16 on CUDA, float32 on a CPU
     zero_shot: bool = True  # label with zero-shot prompting while the heads are untrained
@@ -71,7 +75,7 @@ class PipelineConfig:
 
 
 # per device kind: (max_batch_tokens, max_batch_rows, encoder_batch_tokens)
-# (the encoder's sub-batches are small on CUDA: the decoder cache of the batch is allocated meanwhile)
+# (the encoder's sub-batches are small on CUDA: they run while the decoder cache of the batch is allocated)
 _DEVICE_DEFAULTS = {"cuda": (256 * 512, 256, 16 * 512), "cpu": (8 * 512, 8, 8 * 512)}
 
 
@@ -112,17 +116,18 @@ class Pipeline:
 
             self.preprocessor = TextPreprocessor()
             self.prefix_ids = self.tokenizer.tokenize([SUMMARY_PREFIX.strip()])[0][:-1]  # no EOS
-        self.decoder = (
-            GreedyDecoder(
-                self.model,
-                use_cuda_graphs=self.config.use_cuda_graphs,
-                cpu_threads=self.config.decode_threads,
-            )
-            if self.config.fast_decoding
-            else None
-        )
+        self.decoder = self._make_decoder() if self.config.fast_decoding else None
         self.heads_trained = bool(self.labels.get("heads_trained", False))
         self.stage_seconds: dict[str, float] = {}  # totals per stage since construction (benchmarks)
+
+    def _make_decoder(self) -> GreedyDecoder | DecoderStreams:
+        c = self.config
+        if self.device.type == "cuda":
+            return GreedyDecoder(self.model, use_cuda_graphs=c.use_cuda_graphs)
+        streams = min(c.decode_streams or len(os.sched_getaffinity(0)), self.budget.max_rows)
+        if streams > 1:
+            return DecoderStreams(self.model, streams, threads=c.decode_threads)
+        return GreedyDecoder(self.model, cpu_threads=c.decode_threads)
 
     @classmethod
     def for_model(
@@ -214,42 +219,45 @@ class Pipeline:
             ids, mask = ids.to(device), mask.to(device)
 
             started = time.perf_counter()
-            states = self._encode(ids, mask)
+            c = self.config
+            if self.decoder is not None:
+                padded = any(len(segments[i]) < width for i in batch)
+                self.decoder.prepare(len(batch), width, c.max_summary_tokens, padded=padded)
+            kept, topics, emotions = [], [], []  # kept: encoder states, only for the reference loop
+            for first, states, part_mask in self._encoder_passes(ids, mask):
+                if classify:
+                    out = self.model.classify(states, part_mask)
+                    topics.append(out.topic_probabilities())
+                    emotions.append(out.emotion_probabilities())
+                if self.decoder is not None:
+                    self.decoder.load(first, states, part_mask)  # cross-attention K/V into the decoder cache
+                else:
+                    kept.append(states)
+            for probabilities, store in ((topics, results.topic), (emotions, results.emotion)):
+                if probabilities and probabilities[0] is not None:
+                    for index, row in zip(batch, torch.cat(probabilities).cpu(), strict=True):
+                        store[index] = row
             self._charge(timer, "encode_s", started, docs)
-            if classify:
-                started = time.perf_counter()
-                out = self.model.classify(states, mask)
-                topic, emotion = out.topic_probabilities(), out.emotion_probabilities()
-                for row, index in enumerate(batch):
-                    results.topic[index] = None if topic is None else topic[row].cpu()
-                    results.emotion[index] = None if emotion is None else emotion[row].cpu()
-                self._charge(timer, "classify_s", started, docs)
 
             started = time.perf_counter()
             if self.decoder is not None:
-                c = self.config
-                self.decoder.prepare(states, mask, c.max_summary_tokens)
-                del states  # the cache holds what decoding needs: free the states before it grows
                 generated = self.decoder.decode(c.min_summary_tokens).cpu()
             else:
-                generated = self._generate_with_rules(states, mask).cpu()
+                generated = self._generate_with_rules(torch.cat(kept), mask).cpu()
             for row, index in enumerate(batch):
                 results.summaries[index] = _strip_padding(generated[row].tolist(), cfg.eos_token_id)
             self._charge(timer, "summarize_s", started, docs)
         return results
 
-    def _encode(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Encoder states (B, S, d_model), computed in sub-batches of encoder_batch_tokens."""
+    def _encoder_passes(
+        self, ids: torch.Tensor, mask: torch.Tensor
+    ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """(first row, encoder states, mask) per sub-batch of encoder_batch_tokens: one encoder pass per
+        row, and only one sub-batch of states alive at a time (the heads and the decoder cache take them)."""
         rows = max(1, self.encoder_batch_tokens // ids.shape[1])
-        if rows >= ids.shape[0]:
-            return self.model.encode(ids, mask)
-        states = None
-        for i in range(0, ids.shape[0], rows):
-            part = self.model.encode(ids[i : i + rows], mask[i : i + rows])
-            if states is None:
-                states = part.new_empty((ids.shape[0], *part.shape[1:]))
-            states[i : i + rows] = part
-        return states
+        for first in range(0, ids.shape[0], rows):
+            part_ids, part_mask = ids[first : first + rows], mask[first : first + rows]
+            yield first, self.model.encode(part_ids, part_mask), part_mask
 
     def _generate_with_rules(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Beam search, n-gram bans, repetition penalty: the reference loop."""

@@ -55,25 +55,30 @@ class StaticDecodeCache:
         return sum(t.numel() * t.element_size() for t in tensors)
 
     @torch.no_grad()
-    def start(
-        self,
-        cross_kv: Iterable[torch.Tensor],  # per layer (2, B, H, S, D): keys and values of the encoder states
-        attention_mask: torch.Tensor,  # (B, S) 1 for real encoder tokens
-        start_token_id: int,
-        rows: int,  # rows to prepare (>= B): rows past B are fillers that start finished
-    ) -> None:
-        B, S = attention_mask.shape
-        for layer, kv in enumerate(cross_kv):
-            self.cross_kv[layer, :, :B, :, :S].copy_(kv)
-        blocked = torch.finfo(self.cross_bias.dtype).min
-        self.cross_bias[:rows].fill_(blocked)
-        self.cross_bias[:B, 0, 0, :S].masked_fill_(attention_mask.bool(), 0.0)
-        self.cross_bias[B:rows, 0, 0, 0] = 0.0  # fillers attend to one (zero) key: finite scores, no NaN
+    def reset(self, size: int, rows: int, start_token_id: int) -> None:
+        """Start a batch of `size` documents in rows [0, rows): rows past `size` are fillers (finished from the
+        start). Every encoder position is blocked until load() unblocks the real ones."""
+        self.cross_bias[:rows].fill_(torch.finfo(self.cross_bias.dtype).min)
+        self.cross_bias[size:rows, 0, 0, 0] = 0.0  # fillers attend to one key: finite scores, no NaN
         self.tokens[:rows].fill_(start_token_id)
         self.finished[:rows].fill_(False)
-        self.finished[B:rows].fill_(True)
+        self.finished[size:rows].fill_(True)
         self.out[:rows].fill_(self.pad_token_id)
         self.step.zero_()
+
+    @torch.no_grad()
+    def load(
+        self,
+        first_row: int,
+        cross_kv: Iterable[torch.Tensor],  # per layer (2, b, H, S, D): keys and values of the encoder states
+        attention_mask: torch.Tensor,  # (b, S) 1 for real encoder tokens
+    ) -> None:
+        """Write the encoder K/V and padding of rows [first_row, first_row + b)."""
+        b, S = attention_mask.shape
+        rows = slice(first_row, first_row + b)
+        for layer, kv in enumerate(cross_kv):
+            self.cross_kv[layer, :, rows, :, :S].copy_(kv)
+        self.cross_bias[rows, 0, 0, :S].masked_fill_(attention_mask.bool(), 0.0)
 
     @torch.no_grad()
     def compact(self, keep: torch.Tensor) -> None:

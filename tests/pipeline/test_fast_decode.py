@@ -165,3 +165,37 @@ def test_decode_step_is_capturable(model):
                 )
             assert not recorder.names & HOST_BOUND_OPS, recorder.names & HOST_BOUND_OPS
             assert "index_copy_" in recorder.names  # the step wrote into the cache in place
+
+
+def test_shared_fusion_keeps_the_model_intact():
+    """On CUDA the model's projection weights become views into the fused tensors (no extra memory)."""
+    from model.fast_decode import _fuse
+
+    model = tiny_model()
+    ids, mask = ragged_batch()
+    before = model.generate(ids, mask, max_new_tokens=12)
+    block = model.decoder.blocks[0]
+    q_values = block.self_attn.q.weight.detach().clone()
+    fused = _fuse([block.self_attn.q, block.self_attn.k, block.self_attn.v], share=True)
+    assert block.self_attn.q.weight.data_ptr() == fused.data_ptr()
+    assert block.self_attn.k.weight.data_ptr() == fused[q_values.shape[0] :].data_ptr()
+    assert torch.equal(block.self_attn.q.weight, q_values)
+    assert model.generate(ids, mask, max_new_tokens=12).tolist() == before.tolist()
+
+
+@pytest.mark.parametrize("streams", [2, 3, 20])
+def test_parallel_streams_equal_one_decoder(model, reference, streams):
+    from model.decode_streams import DecoderStreams
+
+    ids, mask = ragged_batch()
+    decoder = DecoderStreams(model, streams)
+    threads = torch.get_num_threads()
+    with torch.no_grad():
+        states = model.encode(ids, mask)
+        decoder.prepare(ids.shape[0], ids.shape[1], 30, padded=True)
+        for first in range(0, ids.shape[0], 5):  # encoder blocks that straddle the streams' row ranges
+            decoder.load(first, states[first : first + 5], mask[first : first + 5])
+        got = decoder.decode(0)
+    assert got.tolist() == reference[0].tolist()
+    assert torch.get_num_threads() == threads
+    assert decoder.stats.tokens == sum(s or 30 for s in stop_steps(got))

@@ -30,6 +30,8 @@ def test_results_in_input_order_and_independent_of_batching(artifact, documents)
     for config in (
         dict(max_batch_rows=2),
         dict(max_batch_rows=8, max_batch_tokens=100_000),
+        dict(max_batch_rows=8, max_batch_tokens=100_000, decode_streams=1),
+        dict(max_batch_rows=8, max_batch_tokens=100_000, decode_streams=3),
         dict(max_batch_tokens=64),
     ):
         batched = make(artifact, **config).run(documents)
@@ -57,6 +59,7 @@ def test_generate_ids_is_invariant_to_the_token_budget(artifact):
             dict(max_batch_rows=3),
             dict(max_batch_tokens=512),
             dict(max_batch_rows=64, max_batch_tokens=10**6),
+            dict(max_batch_rows=64, max_batch_tokens=10**6, encoder_batch_tokens=500),
         )
     ]
     assert all(out == outputs[0] for out in outputs[1:])
@@ -82,12 +85,14 @@ def test_long_documents_are_chunked_within_bounds(artifact, documents, monkeypat
 def test_trained_heads_read_the_same_encoder_pass(artifact, documents):
     artifact.labels = {**artifact.labels, "heads_trained": True}
     try:
-        pipeline = make(artifact)
-        predictions = pipeline.run(documents[:2])
+        predictions = make(artifact).run(documents[:3])
+        one_row_passes = make(artifact, encoder_batch_tokens=1).run(documents[:3])  # encoder sub-batches of 1
     finally:
         artifact.labels = {**artifact.labels, "heads_trained": False}
+    for alone, batched in zip(one_row_passes, predictions, strict=True):
+        assert alone.topic.scores == pytest.approx(batched.topic.scores, abs=1e-5)
     tok = artifact.tokenizer
-    for text, prediction in zip(documents[:2], predictions, strict=True):
+    for text, prediction in zip(documents[:3], predictions, strict=True):
         batch = tok.batch_encode(["summarize: " + text])
         with torch.no_grad():
             out = artifact.model.classify(
