@@ -310,8 +310,11 @@ class Trainer:
         """Continue from a checkpoint written by save_checkpoint with the same config and data."""
         saved = load_checkpoint(folder)
         trainer = saved["trainer"]
-        if trainer["config"] != self.config.to_dict():
-            changed = sorted(k for k, v in self.config.to_dict().items() if trainer["config"].get(k) != v)
+        # the time budget changes when the run stops, not what a step computes
+        saved_config = {k: v for k, v in trainer["config"].items() if k != "time_budget_s"}
+        current = {k: v for k, v in self.config.to_dict().items() if k != "time_budget_s"}
+        if saved_config != current:
+            changed = sorted(k for k, v in current.items() if saved_config.get(k) != v)
             raise CheckpointError(f"checkpoint {folder} was written with different training settings: {changed}")
         if trainer["model_config"] != self.model.config.to_dict():
             raise CheckpointError(f"checkpoint {folder} was written for a different model shape or labels")

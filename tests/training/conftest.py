@@ -38,7 +38,7 @@ def mixed_file(mixed_rows, tmp_path_factory) -> Path:
 def make_tiny_params(mixed_file: Path) -> dict[str, Any]:
     return {"recipe": "starter", "datasets": [str(mixed_file)], "model": dict(TINY_MODEL),
             "train": dict(TINY_TRAIN), "eval": dict(TINY_EVAL), "baselines": False,
-            "split_fractions": [0.6, 0.2, 0.2]}
+            "split_fractions": [0.6, 0.2, 0.2], "time_limit_s": None}
 
 
 @pytest.fixture()
