@@ -225,6 +225,7 @@ def run(args: argparse.Namespace) -> dict:
                        "api_p99_ms": load["p99_ms"], "api_errors": load["errors"],
                        "p99_ratio_load_vs_idle": round(load["p99_ms"] / idle["p99_ms"], 2),
                        "requests_ratio_load_vs_idle": round(load["requests_per_s"] / idle["requests_per_s"], 2),
+                       "cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 1),
                        "idle": idle, "load": load}
             print(json.dumps({k: v for k, v in summary.items() if k not in ("idle", "load")}), flush=True)
             return summary
