@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Select, asc, desc, func, select, true, tuple_
+from sqlalchemy import Select, asc, bindparam, desc, func, select, true, tuple_
 from sqlalchemy.orm import Session
 
 from db.jobs import JobProgress
@@ -285,30 +285,42 @@ def measured_throughput(session: Session, now: datetime | None = None) -> float 
     return count / max((now - first).total_seconds(), 1.0)
 
 
+# built once: job pages and API clients poll these all the time
+_JOB_DOCUMENTS = (
+    select(Job.created_at, Document.id, Document.filename, Document.state, Document.error_code,
+           Document.error_message, Document.finished_at)
+    .select_from(Job).outerjoin(Document, Document.job_id == Job.id)
+    .where(Job.id == bindparam("job_id"), Job.owner_id == bindparam("owner_id")).order_by(Document.id)
+)
+_AHEAD = select(func.count()).select_from(
+    select(Document.id)
+    .where(Document.state.in_(WAITING_STATES), Document.id < bindparam("first_id"),
+           Document.job_id != bindparam("job_id"))
+    .limit(QUEUE_COUNT_CAP).subquery()
+)
+
+
 def job_status(session: Session, owner_id: int, job_id: int,
                throughput: float | None = None) -> JobStatus | None:
-    """The owner's job with every document's state, queue position and ETA; None if not theirs."""
-    job = session.execute(select(Job.id, Job.created_at).where(Job.id == job_id, Job.owner_id == owner_id)).first()
-    if job is None:
+    """The owner's job with every document's state, queue position and ETA; None if not theirs.
+
+    One query for the job and its documents, plus a count of what is ahead while it waits."""
+    rows = session.execute(_JOB_DOCUMENTS, {"job_id": job_id, "owner_id": owner_id}).all()
+    if not rows:
         return None
-    docs = [DocumentStatus(*row) for row in session.execute(
-        select(Document.id, Document.filename, Document.state, Document.error_code, Document.error_message,
-               Document.finished_at).where(Document.job_id == job_id).order_by(Document.id))]
+    created_at = rows[0].created_at
+    docs = [DocumentStatus(*row[1:]) for row in rows if row.id is not None]
     done = sum(d.state == DocState.DONE.value for d in docs)
     failed = sum(d.state == DocState.FAILED.value for d in docs)
     waiting = [d.id for d in docs if d.state in WAITING_STATES]
     started = any(d.state in (DocState.EXTRACTING.value, DocState.PROCESSING.value) for d in docs)
     queue_position = eta = None
     if waiting:
-        ahead = (
-            select(Document.id).where(Document.state.in_(WAITING_STATES), Document.id < min(waiting),
-                                      Document.job_id != job_id).limit(QUEUE_COUNT_CAP).subquery()
-        )
-        queue_position = session.scalar(select(func.count()).select_from(ahead)) or 0
+        queue_position = session.scalar(_AHEAD, {"first_id": min(waiting), "job_id": job_id}) or 0
         if throughput:
             eta = (queue_position + len(waiting)) / throughput
     return JobStatus(
-        id=job.id, created_at=job.created_at, state=derive_job_state(len(docs), done, failed, started),
+        id=job_id, created_at=created_at, state=derive_job_state(len(docs), done, failed, started),
         total=len(docs), done=done, failed=failed, in_progress=len(waiting), documents=docs,
         queue_position=queue_position, eta_seconds=eta, throughput=throughput,
     )

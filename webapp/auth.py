@@ -33,7 +33,7 @@ class SignedInUser(UserMixin):
         return self.role == "admin"
 
     @classmethod
-    def from_row(cls, user: User, via_token: bool = False) -> SignedInUser:
+    def from_row(cls, user: User | accounts.TokenOwner, via_token: bool = False) -> SignedInUser:
         return cls(id=user.id, email=user.email, role=user.role, via_token=via_token)
 
 
@@ -71,7 +71,8 @@ def _load_token_user(_request: Any) -> SignedInUser | None:
         return None
     session = get_db()
     user = accounts.user_for_token(session, secret)
-    session.commit()  # last_used_at
+    if session.info.pop("token_touched", False):
+        session.commit()  # last_used_at
     if user is None:
         g.auth_error = "invalid_token"
         return None

@@ -37,6 +37,7 @@ def error_dict(code: str | None, message: str | None) -> dict[str, str] | None:
 
 
 def job_status_dict(status: JobStatus) -> dict[str, Any]:
+    document_url = url_for("api.documents.show", document_id=0)[:-1]  # once, not once per document
     return {
         "id": status.id,
         "state": status.state,
@@ -49,7 +50,7 @@ def job_status_dict(status: JobStatus) -> dict[str, Any]:
         "documents": [
             {"id": d.id, "filename": d.filename, "state": d.state,
              "error": error_dict(d.error_code, d.error_message) if d.state == "failed" else None,
-             "url": url_for("api.documents.show", document_id=d.id)}
+             "url": f"{document_url}{d.id}"}
             for d in status.documents
         ],
     }

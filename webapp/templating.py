@@ -5,6 +5,8 @@ from datetime import UTC, datetime
 
 from flask import Flask
 
+from webapp.training_params import describe as run_settings
+
 STATE_WORDS = {
     "uploaded": "Waiting to be read", "extracting": "Reading", "queued": "In the queue",
     "processing": "Processing", "done": "Done", "partial": "Done, some failed", "failed": "Failed",
@@ -73,4 +75,4 @@ def init_app(app: Flask) -> None:
         file_size=file_size, duration=duration, stage_name=stage_name, timestamp=timestamp, ago=ago, percent=percent,
         state_words=lambda state: STATE_WORDS.get(state, state),
     )
-    app.jinja_env.globals["STATE_WORDS"] = STATE_WORDS
+    app.jinja_env.globals.update(STATE_WORDS=STATE_WORDS, run_settings=run_settings)

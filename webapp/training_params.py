@@ -1,6 +1,7 @@
-"""What a person may ask of a training run, checked once for the training page and the API.
-
-The corpus names are the training recipe's (model/training/data.py CORPORA); the web app cannot import
+"""What a person may ask of a training run, checked once for the training page and the API, and turned
+into the parameters the training job reads (model/training/run.py `spec_from_params`): the "finetune"
+recipe with the chosen datasets, `include_feedback`, `epochs`, and `train` settings (tasks, learning rate,
+mode). The corpus names are the recipe's (model/training/data.py CORPORA); the web app cannot import
 model/, so they are listed here and the training job rejects any it does not know.
 """
 from __future__ import annotations
@@ -36,7 +37,7 @@ def _names(value: Any, allowed: dict[str, str], what: str) -> list[str]:
 
 
 def parse_training_request(data: dict[str, Any]) -> dict[str, Any]:
-    """Validated run parameters: datasets, tasks, epochs, learning_rate, method, include_corrections."""
+    """Run parameters from a request with datasets, tasks, epochs, learning_rate, method, include_corrections."""
     method = data.get("method", "lora")
     if method not in METHODS:
         raise ParamError(f"method must be one of: {', '.join(METHODS)}.")
@@ -53,10 +54,29 @@ def parse_training_request(data: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(include_corrections, bool):
         raise ParamError("include_corrections must be true or false.")
     return {
+        "recipe": "finetune",
         "datasets": _names(data.get("datasets", list(DATASETS)), DATASETS, "datasets"),
-        "tasks": _names(data.get("tasks", list(TASKS)), TASKS, "tasks"),
+        "include_feedback": include_corrections,
         "epochs": epochs,
-        "learning_rate": learning_rate,
-        "method": method,
-        "include_corrections": include_corrections,
+        "train": {
+            "tasks": _names(data.get("tasks", list(TASKS)), TASKS, "tasks"),
+            "learning_rate": learning_rate,
+            "mode": method,
+        },
+    }
+
+
+def describe(params: dict[str, Any]) -> dict[str, Any]:
+    """A run's parameters as people read them (datasets, tasks, method, epochs, learning rate, corrections),
+    whatever recipe created the run."""
+    train = params.get("train") or {}
+    return {
+        "recipe": params.get("recipe"),
+        "datasets": params.get("datasets") or [],
+        "tasks": train.get("tasks") or params.get("tasks") or list(TASKS),
+        "method": train.get("mode") or params.get("method") or "full",
+        "epochs": params.get("epochs"),
+        "max_steps": train.get("max_steps"),
+        "learning_rate": train.get("learning_rate") or params.get("learning_rate"),
+        "include_corrections": params.get("include_feedback", params.get("include_corrections", True)),
     }

@@ -99,8 +99,8 @@ def build_world(database_url: str, alice, bob, admin) -> World:
     finish(database_url, bob_docs[0], v2, text="Bob's private football notes.", topic="Sports")
     with session_scope(database_url) as session:
         run = TrainingRun(created_by_id=admin.id, state="succeeded", model_version_id=v2,
-                          params={"datasets": ["ag_news"], "tasks": ["topic"], "epochs": 1,
-                                  "learning_rate": 3e-4, "method": "lora", "include_corrections": True},
+                          params={"recipe": "finetune", "datasets": ["ag_news"], "include_feedback": True,
+                                  "epochs": 1, "train": {"tasks": ["topic"], "learning_rate": 3e-4, "mode": "lora"}},
                           progress={"step": 100, "total_steps": 100, "loss": 0.61, "eta_s": 0, "phase": "succeeded"},
                           history=[{"step": s, "loss": 2.0 - s / 80} for s in range(0, 101, 10)],
                           metrics={"topic": {"accuracy": 0.86}, "eval_loss": 1.7},

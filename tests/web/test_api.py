@@ -123,8 +123,9 @@ def test_training_runs_start_list_show_cancel(client, world, admin, redis_url, c
     run = response.get_json()
     assert response.headers["Location"] == f"/api/v1/training-runs/{run['id']}"
     assert run["state"] == "queued"
-    assert run["params"] == {"datasets": ["ag_news"], "tasks": ["topic"], "epochs": 2, "learning_rate": 3e-4,
-                             "method": "lora", "include_corrections": True}
+    # in the training job's terms (model/training/run.py spec_from_params)
+    assert run["params"] == {"recipe": "finetune", "datasets": ["ag_news"], "include_feedback": True, "epochs": 2,
+                             "train": {"tasks": ["topic"], "learning_rate": 3e-4, "mode": "lora"}}
     assert redis.Redis.from_url(redis_url).llen(QUEUE_TRAIN) == 1
     busy = client.post("/api/v1/training-runs", headers=admin.bearer, json={})
     assert busy.status_code == 409 and f"run {run['id']}" in busy.get_json()["error"]["message"]
