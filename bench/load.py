@@ -159,7 +159,7 @@ def gunicorn(port: int, env: dict[str, str], logs: Path, workers: int, threads: 
     return subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
          "--threads", str(threads), "--worker-class", "gthread", "--timeout", "60", "--keep-alive", "30",
-         "--access-logfile", "-", "webapp:create_app()"],
+         "--access-logfile", "-", "--logger-class", "leximind.logging_setup.GunicornLogger", "webapp:create_app()"],
         cwd=REPO, env=env, stdout=(logs / "web.log").open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
 
 

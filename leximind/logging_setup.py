@@ -126,3 +126,30 @@ def configure_logging(service: str, *, level: str | None = None, stream: Any = N
     root.setLevel((level or os.environ.get("LEXIMIND_LOG_LEVEL", "INFO")).upper())
     logging.captureWarnings(True)
     return handler
+
+
+def gunicorn_logger_class() -> type:
+    """``gunicorn --logger-class leximind.logging_setup.GunicornLogger``: its error and access logs redacted,
+    and JSON like every other process; the app's own loggers (root) get the same handler when nothing set
+    one up. gunicorn is imported only when the web server asks for this class."""
+    from gunicorn.glogging import Logger
+
+    class RedactingGunicornLogger(Logger):
+        def setup(self, cfg) -> None:
+            super().setup(cfg)
+            if not logging.getLogger().handlers:
+                configure_logging("web")
+            json_lines = log_format() == "json"
+            for logger in (self.error_log, self.access_log):
+                for handler in logger.handlers:
+                    handler.addFilter(RedactingFilter())
+                    if json_lines:
+                        handler.setFormatter(JsonFormatter("web"))
+
+    return RedactingGunicornLogger
+
+
+def __getattr__(name: str) -> type:
+    if name == "GunicornLogger":
+        return gunicorn_logger_class()
+    raise AttributeError(name)
