@@ -4,13 +4,28 @@ Every transition is one guarded UPDATE: a claim only takes rows in the expected 
 after a claim names the lease token it got, so a worker whose lease expired (and whose documents another
 worker took over) changes nothing. Results are unique per (document, model version).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import case, func, literal, null, or_, select, update
+from sqlalchemy import (
+    Integer,
+    String,
+    Text,
+    case,
+    cast,
+    column,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    update,
+    values,
+)
 from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.orm import Session
 
@@ -47,39 +62,106 @@ class ExtractionClaim:
     lease: str
 
 
-def claim_for_extraction(session: Session, document_id: int, lease: str, lease_seconds: float) -> ExtractionClaim | None:
-    """uploaded -> extracting, atomically; None when the document is gone, taken, done or backing off."""
-    row = session.execute(
-        _claim(Document.id == document_id, DocState.UPLOADED, DocState.EXTRACTING, lease, lease_seconds)
-        .returning(Document.filename, Document.content_type, Document.attempts, Document.blob_id)
-    ).one_or_none()
-    if row is None:
-        return None
-    data = session.scalar(select(Blob.data).where(Blob.id == row.blob_id))
-    return ExtractionClaim(document_id, row.filename, row.content_type, bytes(data or b""), row.attempts, lease)
+def claim_for_extraction(
+    session: Session, document_ids: list[int], lease: str, lease_seconds: float
+) -> list[ExtractionClaim]:
+    """uploaded -> extracting, atomically, for those of the ids that are still due; in id order.
+
+    Ids that are gone, taken, finished or backing off are left out (a duplicate message is a no-op).
+    """
+    rows = session.execute(
+        _claim(
+            Document.id.in_(document_ids) & (Blob.id == Document.blob_id),
+            DocState.UPLOADED,
+            DocState.EXTRACTING,
+            lease,
+            lease_seconds,
+        ).returning(Document.id, Document.filename, Document.content_type, Document.attempts, Blob.data)
+    ).all()
+    return sorted(
+        (
+            ExtractionClaim(r.id, r.filename, r.content_type, bytes(r.data or b""), r.attempts, lease)
+            for r in rows
+        ),
+        key=lambda c: c.document_id,
+    )
 
 
-def finish_extraction(
-    session: Session, document_id: int, lease: str, *, text: str, title: str | None, page_count: int | None
-) -> bool:
-    """extracting -> queued with the text; stamps the infer wake-up the caller sends after commit."""
-    return _guarded(
-        session, [document_id], lease, DocState.EXTRACTING,
-        state=DocState.QUEUED.value, text=text, title=title[:500] if title else None, page_count=page_count,
-        attempts=0, queued_at=func.now(), wakeup_sent_at=func.now(), next_attempt_at=None,
-        error_code=None, error_message=None,
-    ) == 1
+@dataclass
+class ExtractedText:
+    document_id: int
+    text: str
+    title: str | None
+    page_count: int | None
+
+
+def finish_extraction(session: Session, lease: str, extracted: list[ExtractedText]) -> list[int]:
+    """extracting -> queued with the text, in one statement; returns the ids this lease still held.
+
+    Stamps the infer wake-up the caller sends after commit.
+    """
+    if not extracted:
+        return []
+    rows = values(
+        column("id", Integer),
+        column("text", Text),
+        column("title", String),
+        column("page_count", Integer),
+        name="extracted",
+    ).data([(e.document_id, e.text, e.title[:500] if e.title else None, e.page_count) for e in extracted])
+    ids = session.scalars(
+        update(Document)
+        .where(
+            Document.id == rows.c.id,
+            Document.lease_owner == lease,
+            Document.state == DocState.EXTRACTING.value,
+        )
+        .values(
+            state=DocState.QUEUED.value,
+            text=cast(rows.c.text, Text),
+            title=cast(rows.c.title, String),
+            page_count=cast(rows.c.page_count, Integer),  # a column of NULLs would be typed text
+            attempts=0,
+            queued_at=func.now(),
+            wakeup_sent_at=func.now(),
+            next_attempt_at=None,
+            error_code=None,
+            error_message=None,
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=func.now(),
+        )
+        .returning(Document.id)
+        .execution_options(**UNCHANGED)
+    ).all()
+    return sorted(ids)
 
 
 def retry_extraction(
-    session: Session, document_id: int, lease: str, *, delay_s: float, max_attempts: int, code: str, message: str
+    session: Session,
+    document_id: int,
+    lease: str,
+    *,
+    delay_s: float,
+    max_attempts: int,
+    code: str,
+    message: str,
 ) -> str | None:
     """After a crash (not a verdict on the file): back to uploaded with a backoff, or failed when out of tries.
 
     Returns the new state (None if the lease was lost). The sweeper sends the wake-up once the backoff passed.
     """
-    return _retry_or_fail(session, [document_id], lease, DocState.EXTRACTING, DocState.UPLOADED,
-                          delay_s=delay_s, max_attempts=max_attempts, code=code, message=message).get(document_id)
+    return _retry_or_fail(
+        session,
+        [document_id],
+        lease,
+        DocState.EXTRACTING,
+        DocState.UPLOADED,
+        delay_s=delay_s,
+        max_attempts=max_attempts,
+        code=code,
+        message=message,
+    ).get(document_id)
 
 
 # ---------------------------------------------------------------------------------------------- inference
@@ -103,18 +185,23 @@ def claim_queued(session: Session, limit: int, lease: str, lease_seconds: float)
         .prefix_with("MATERIALIZED")
     )
     rows = session.execute(
-        _claim(Document.id == picked.c.id, DocState.QUEUED, DocState.PROCESSING, lease, lease_seconds)
-        .returning(Document.id, Document.sha256, Document.text, Document.attempts)
+        _claim(
+            Document.id == picked.c.id, DocState.QUEUED, DocState.PROCESSING, lease, lease_seconds
+        ).returning(Document.id, Document.sha256, Document.text, Document.attempts)
     ).all()
-    return sorted((ClaimedDocument(r.id, r.sha256, r.text or "", r.attempts) for r in rows), key=lambda d: d.id)
+    return sorted(
+        (ClaimedDocument(r.id, r.sha256, r.text or "", r.attempts) for r in rows), key=lambda d: d.id
+    )
 
 
 def heartbeat(session: Session, lease: str, lease_seconds: float) -> int:
     """Extend every lease this token holds; returns how many rows it still holds."""
     result = session.execute(
         update(Document)
-        .where(Document.lease_owner == lease,
-               Document.state.in_([DocState.PROCESSING.value, DocState.EXTRACTING.value]))
+        .where(
+            Document.lease_owner == lease,
+            Document.state.in_([DocState.PROCESSING.value, DocState.EXTRACTING.value]),
+        )
         .values(lease_expires_at=func.now() + _seconds(lease_seconds))
         .execution_options(**UNCHANGED)
     )
@@ -151,39 +238,85 @@ def complete_documents(
         return []
     ids = session.scalars(
         update(Document)
-        .where(Document.id.in_(list(values_by_id)), Document.lease_owner == lease,
-               Document.state == DocState.PROCESSING.value)
-        .values(state=DocState.DONE.value, lease_owner=None, lease_expires_at=None, next_attempt_at=None,
-                error_code=None, error_message=None, finished_at=func.now(), updated_at=func.now())
+        .where(
+            Document.id.in_(list(values_by_id)),
+            Document.lease_owner == lease,
+            Document.state == DocState.PROCESSING.value,
+        )
+        .values(
+            state=DocState.DONE.value,
+            lease_owner=None,
+            lease_expires_at=None,
+            next_attempt_at=None,
+            error_code=None,
+            error_message=None,
+            finished_at=func.now(),
+            updated_at=func.now(),
+        )
         .returning(Document.id)
         .execution_options(**UNCHANGED)
     ).all()
     if ids:
         rows = [{"document_id": i, "model_version_id": model_version_id, **values_by_id[i]} for i in ids]
         session.execute(
-            insert(Result).values(rows).on_conflict_do_nothing(index_elements=["document_id", "model_version_id"])
+            insert(Result)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["document_id", "model_version_id"])
         )
     return sorted(ids)
 
 
-def fail_documents(session: Session, ids: list[int], lease: str, from_state: DocState, *, code: str, message: str) -> int:
+def fail_documents(
+    session: Session, ids: list[int], lease: str, from_state: DocState, *, code: str, message: str
+) -> int:
     """A verdict on the document itself (unreadable file, input the model rejects): failed, no retry."""
-    return _guarded(session, ids, lease, from_state, state=DocState.FAILED.value, error_code=code,
-                    error_message=_error_message(message), finished_at=func.now(), next_attempt_at=None)
+    return _guarded(
+        session,
+        ids,
+        lease,
+        from_state,
+        state=DocState.FAILED.value,
+        error_code=code,
+        error_message=_error_message(message),
+        finished_at=func.now(),
+        next_attempt_at=None,
+    )
 
 
 def retry_documents(
-    session: Session, ids: list[int], lease: str, *, delay_s: float, max_attempts: int, code: str, message: str
+    session: Session,
+    ids: list[int],
+    lease: str,
+    *,
+    delay_s: float,
+    max_attempts: int,
+    code: str,
+    message: str,
 ) -> dict[int, str]:
     """A transient failure: processing -> queued with a backoff, or failed once attempts are used up."""
-    return _retry_or_fail(session, ids, lease, DocState.PROCESSING, DocState.QUEUED,
-                          delay_s=delay_s, max_attempts=max_attempts, code=code, message=message)
+    return _retry_or_fail(
+        session,
+        ids,
+        lease,
+        DocState.PROCESSING,
+        DocState.QUEUED,
+        delay_s=delay_s,
+        max_attempts=max_attempts,
+        code=code,
+        message=message,
+    )
 
 
 def release_documents(session: Session, ids: list[int], lease: str) -> int:
     """Hand claimed, untried documents back (the active model changed); the attempt does not count."""
-    return _guarded(session, ids, lease, DocState.PROCESSING, state=DocState.QUEUED.value,
-                    attempts=func.greatest(Document.attempts - 1, 0))
+    return _guarded(
+        session,
+        ids,
+        lease,
+        DocState.PROCESSING,
+        state=DocState.QUEUED.value,
+        attempts=func.greatest(Document.attempts - 1, 0),
+    )
 
 
 # ---------------------------------------------------------------------------------------------- sweeper
@@ -204,27 +337,34 @@ def requeue_expired_leases(session: Session, max_attempts: int, counts: SweepCou
     ):
         expired = (Document.state == held.value) & (Document.lease_expires_at < func.now())
         exhausted = Document.attempts >= max_attempts
-        rows = session.execute(
-            update(Document)
-            .where(expired)
-            .values(
-                state=case((exhausted, DocState.FAILED.value), else_=back.value),
-                error_code=case((exhausted, code), else_=null()),
-                error_message=case(
-                    (exhausted, f"The worker handling this document stopped {max_attempts} times "
-                                "(crashed, killed or out of memory) before finishing it; giving up. "
-                                "Upload it again to retry, or report the file if it keeps happening."),
-                    else_=null(),
-                ),
-                finished_at=case((exhausted, func.now()), else_=null()),
-                lease_owner=None,
-                lease_expires_at=None,
-                wakeup_sent_at=None,
-                updated_at=func.now(),
+        rows = (
+            session.execute(
+                update(Document)
+                .where(expired)
+                .values(
+                    state=case((exhausted, DocState.FAILED.value), else_=back.value),
+                    error_code=case((exhausted, code), else_=null()),
+                    error_message=case(
+                        (
+                            exhausted,
+                            f"The worker handling this document stopped {max_attempts} times "
+                            "(crashed, killed or out of memory) before finishing it; giving up. "
+                            "Upload it again to retry, or report the file if it keeps happening.",
+                        ),
+                        else_=null(),
+                    ),
+                    finished_at=case((exhausted, func.now()), else_=null()),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    wakeup_sent_at=None,
+                    updated_at=func.now(),
+                )
+                .returning(Document.state)
+                .execution_options(**UNCHANGED)
             )
-            .returning(Document.state)
-            .execution_options(**UNCHANGED)
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
         requeued = sum(1 for s in rows if s == back.value)
         counts.failed_lost += len(rows) - requeued
         if held is DocState.PROCESSING:
@@ -239,7 +379,9 @@ def stale_wakeups(session: Session, stale_after_s: float, limit: int, counts: Sw
     The caller sends one extract message per uploaded id and a few infer wake-ups; messages may have been
     lost (Redis restarted or flushed), and a duplicate only costs a no-op claim.
     """
-    stale = or_(Document.wakeup_sent_at.is_(None), Document.wakeup_sent_at < func.now() - _seconds(stale_after_s))
+    stale = or_(
+        Document.wakeup_sent_at.is_(None), Document.wakeup_sent_at < func.now() - _seconds(stale_after_s)
+    )
     for state in (DocState.UPLOADED, DocState.QUEUED):
         picked = (
             select(Document.id)
@@ -320,8 +462,12 @@ def _claim(which: Any, held: DocState, to: DocState, lease: str, lease_seconds: 
 def _guarded(session: Session, ids: list[int], lease: str, from_state: DocState, **values: Any) -> int:
     if not ids:
         return 0
-    if values.get("state") in (DocState.QUEUED.value, DocState.UPLOADED.value, DocState.DONE.value,
-                               DocState.FAILED.value):
+    if values.get("state") in (
+        DocState.QUEUED.value,
+        DocState.UPLOADED.value,
+        DocState.DONE.value,
+        DocState.FAILED.value,
+    ):
         values = {"lease_owner": None, "lease_expires_at": None, **values}
     result = session.execute(
         update(Document)
@@ -333,8 +479,16 @@ def _guarded(session: Session, ids: list[int], lease: str, from_state: DocState,
 
 
 def _retry_or_fail(
-    session: Session, ids: list[int], lease: str, held: DocState, back: DocState, *,
-    delay_s: float, max_attempts: int, code: str, message: str,
+    session: Session,
+    ids: list[int],
+    lease: str,
+    held: DocState,
+    back: DocState,
+    *,
+    delay_s: float,
+    max_attempts: int,
+    code: str,
+    message: str,
 ) -> dict[int, str]:
     exhausted = Document.attempts >= max_attempts
     final = f"{message} (gave up after {max_attempts} attempts)"

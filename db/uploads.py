@@ -4,6 +4,7 @@ The caller (the web app, the CLI, a benchmark) commits and then sends the extrac
 (``leximind.messaging.wake_extract``). ``wakeup_sent_at`` is stamped here, in the same transaction, so a
 wake-up that never leaves (Redis down, a crash between commit and send) is re-sent by the sweeper.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -95,8 +96,10 @@ def _check_limits(files: list[UploadedFile], max_files: int | None, max_bytes: i
 def _store_blobs(session: Session, owner_id: int, files: list[UploadedFile]) -> dict[str, int]:
     """Insert each distinct content once per owner (a concurrent upload of the same bytes is fine)."""
     by_sha = {hashlib.sha256(f.data).hexdigest(): f.data for f in files}
-    rows = [{"owner_id": owner_id, "sha256": sha, "size_bytes": len(data), "data": data}
-            for sha, data in by_sha.items()]
+    rows = [
+        {"owner_id": owner_id, "sha256": sha, "size_bytes": len(data), "data": data}
+        for sha, data in by_sha.items()
+    ]
     session.execute(insert(Blob).values(rows).on_conflict_do_nothing(index_elements=["owner_id", "sha256"]))
     found = session.execute(
         select(Blob.sha256, Blob.id).where(Blob.owner_id == owner_id, Blob.sha256.in_(list(by_sha)))

@@ -4,6 +4,7 @@ At most one version is active (a partial unique index enforces it). Activation t
 advisory lock so two admins (or a training run and an admin) cannot interleave their two UPDATEs.
 Callers own the session and commit.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -104,7 +105,9 @@ def rollback(session: Session) -> ModelVersion:
     query = select(ModelVersion).where(ModelVersion.activated_at.is_not(None))
     if current is not None:
         query = query.where(ModelVersion.id != current.id, ModelVersion.activated_at <= current.activated_at)
-    previous = session.scalar(query.order_by(ModelVersion.activated_at.desc(), ModelVersion.id.desc()).limit(1))
+    previous = session.scalar(
+        query.order_by(ModelVersion.activated_at.desc(), ModelVersion.id.desc()).limit(1)
+    )
     if previous is None:
         raise VersionError("there is no previously active version to roll back to")
     return activate_version(session, previous.id)
@@ -144,13 +147,16 @@ class ModelStatus:
 
 
 def model_status(session: Session) -> ModelStatus:
-    """"Ready (v3)", or "no model yet: starter training at 42%", in words a person can act on."""
+    """ "Ready (v3)", or "no model yet: starter training at 42%", in words a person can act on."""
     version = active_version(session)
     if version is not None:
         return ModelStatus("ready", f"Model {version.name} is active.", version=version.name)
-    waiting = session.scalar(
-        select(func.count()).select_from(Document).where(Document.state == DocState.QUEUED.value)
-    ) or 0
+    waiting = (
+        session.scalar(
+            select(func.count()).select_from(Document).where(Document.state == DocState.QUEUED.value)
+        )
+        or 0
+    )
     run = starter_run(session)
     if run is None:
         return ModelStatus(

@@ -4,6 +4,7 @@ With no DATABASE_URL / BROKER_URL in the environment, every subcommand uses the 
 Redis under LEXIMIND_DATA_DIR (started on first use, shared by every process on the machine) and passes
 the URLs on to the processes it starts.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -91,8 +92,10 @@ def _embedded_redis_pid(data_dir: Path) -> int | None:
 
 def stop_embedded(settings: Settings, which: list[str]) -> None:
     """Stop the embedded servers this process started (PostgreSQL: fast shutdown; Redis: SIGTERM)."""
-    for name, pid in (("redis", _embedded_redis_pid(settings.data_dir)),
-                      ("postgres", _embedded_postgres_pid(settings.data_dir))):
+    for name, pid in (
+        ("redis", _embedded_redis_pid(settings.data_dir)),
+        ("postgres", _embedded_postgres_pid(settings.data_dir)),
+    ):
         if name in which and pid is not None:
             os.kill(pid, signal.SIGINT if name == "postgres" else signal.SIGTERM)
             deadline = time.monotonic() + 20
@@ -120,7 +123,9 @@ def cmd_create_user(args: argparse.Namespace, settings: Settings) -> int:
     password = args.password or secrets.token_urlsafe(12)
     try:
         with session_scope(services.database_url) as session:
-            user = create_user(session, args.email, password, Role.ADMIN.value if args.admin else Role.USER.value)
+            user = create_user(
+                session, args.email, password, Role.ADMIN.value if args.admin else Role.USER.value
+            )
             token = issue_token(session, user.id, "created by leximind create-user")
     except AccountError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -144,10 +149,14 @@ def ensure_first_admin(database_url: str) -> None:
     _print_credentials(user.email, password, token.secret, admin=True, first=True)
 
 
-def _print_credentials(email: str, password: str | None, token: str, *, admin: bool, first: bool = False) -> None:
+def _print_credentials(
+    email: str, password: str | None, token: str, *, admin: bool, first: bool = False
+) -> None:
     kind = "admin" if admin else "user"
-    lines = [f"{'First ' if first else ''}{kind} account (shown once; keep it somewhere safe):",
-             f"  email:     {email}"]
+    lines = [
+        f"{'First ' if first else ''}{kind} account (shown once; keep it somewhere safe):",
+        f"  email:     {email}",
+    ]
     if password:
         lines.append(f"  password:  {password}")
     lines += [f"  API token: {token}", f"  use it as: Authorization: Bearer {token}"]
@@ -161,15 +170,29 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
 
         create_app().run(host=args.host, port=args.port, threaded=True)
         return 0
-    command = [sys.executable, "-m", "gunicorn", "--bind", f"{args.host}:{args.port}",
-               "--workers", str(args.workers), "--threads", "4", "--timeout", "120",
-               "--access-logfile", "-", "webapp:create_app()"]
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"{args.host}:{args.port}",
+        "--workers",
+        str(args.workers),
+        "--threads",
+        "4",
+        "--timeout",
+        "120",
+        "--access-logfile",
+        "-",
+        "webapp:create_app()",
+    ]
     os.execv(sys.executable, command)
     return 0  # not reached
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     prepare_services(settings)
+    from leximind.messaging import worker_argv
     from workers.celery_app import app
 
     queues = ",".join(args.queues)
@@ -178,8 +201,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: unknown queue(s) {sorted(unknown)}; use some of {list(ALL_QUEUES)}", file=sys.stderr)
         return 2
     concurrency = args.concurrency or (1 if {QUEUE_INFER, QUEUE_TRAIN} & set(args.queues) else os.cpu_count())
-    argv = ["worker", "-Q", queues, "-c", str(concurrency), "-n", f"{args.name or queues.replace(',', '+')}@%h",
-            "--without-mingle", "--without-gossip", "-l", args.loglevel]
+    argv = worker_argv(queues, concurrency, args.name or queues.replace(",", "+"), args.loglevel)
     app.worker_main(argv)
     return 0
 
@@ -201,13 +223,18 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     ensure_first_admin(services.database_url)
     me = [sys.executable, "-m", "leximind.cli"]
     extract_concurrency = str(args.extract_workers or max(1, (os.cpu_count() or 2) // 2))
-    children = Supervisor([
-        ("web", me + ["web", "--host", args.host, "--port", str(args.port), "--workers", "2"]),
-        ("extract", me + ["worker", "-Q", f"{QUEUE_EXTRACT},{QUEUE_MAINTENANCE}", "-c", extract_concurrency]),
-        ("infer", me + ["worker", "-Q", QUEUE_INFER, "-c", "1"]),
-        ("train", me + ["worker", "-Q", QUEUE_TRAIN, "-c", "1"]),
-        ("beat", me + ["beat"]),
-    ])
+    children = Supervisor(
+        [
+            ("web", me + ["web", "--host", args.host, "--port", str(args.port), "--workers", "2"]),
+            (
+                "extract",
+                me + ["worker", "-Q", f"{QUEUE_EXTRACT},{QUEUE_MAINTENANCE}", "-c", extract_concurrency],
+            ),
+            ("infer", me + ["worker", "-Q", QUEUE_INFER, "-c", "1"]),
+            ("train", me + ["worker", "-Q", QUEUE_TRAIN, "-c", "1"]),
+            ("beat", me + ["beat"]),
+        ]
+    )
     print(f"LexiMind is starting on http://{args.host}:{args.port}  (Ctrl-C stops everything)", flush=True)
     try:
         children.run()
@@ -240,8 +267,12 @@ class Supervisor:
                     recent = [t for t in restarts[name] if time.monotonic() - t < 60] + [time.monotonic()]
                     restarts[name] = recent
                     if len(recent) > 5:
-                        log.error("%s exited %d times within a minute (last code %s); stopping",
-                                  name, len(recent), proc.returncode)
+                        log.error(
+                            "%s exited %d times within a minute (last code %s); stopping",
+                            name,
+                            len(recent),
+                            proc.returncode,
+                        )
                         self.stopping = True
                         break
                     log.warning("%s exited with code %s; restarting it", name, proc.returncode)
@@ -310,7 +341,9 @@ def dataset_files(path: Path, text_column: str | None, limit: int | None) -> Ite
             with path.open(encoding="utf-8") as handle:
                 for n, line in enumerate(handle, 1):
                     if line.strip():
-                        yield UploadedFile(f"{path.stem}-{n}.txt", json.loads(line)[text_column or "text"].encode())
+                        yield UploadedFile(
+                            f"{path.stem}-{n}.txt", json.loads(line)[text_column or "text"].encode()
+                        )
         elif path.suffix == ".csv":
             with path.open(encoding="utf-8", newline="") as handle:
                 for n, row in enumerate(csv.reader(handle), 1):
@@ -345,7 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="start everything: embedded services, migrations, web, workers, beat")
     run.add_argument("--host", default=DEFAULT_HOST)
     run.add_argument("--port", type=int, default=DEFAULT_PORT)
-    run.add_argument("--extract-workers", type=int, default=None, help="extraction processes (default: cores/2)")
+    run.add_argument(
+        "--extract-workers", type=int, default=None, help="extraction processes (default: cores/2)"
+    )
     run.add_argument("--keep-services", action="store_true", help="leave embedded PostgreSQL/Redis running")
     run.set_defaults(func=cmd_run)
 
@@ -357,10 +392,20 @@ def build_parser() -> argparse.ArgumentParser:
     web.set_defaults(func=cmd_web)
 
     worker = sub.add_parser("worker", help="a Celery worker for some queues")
-    worker.add_argument("-Q", "--queues", type=lambda s: [q for q in s.split(",") if q], default=list(ALL_QUEUES),
-                        help=f"comma-separated, from {','.join(ALL_QUEUES)} (default: all)")
-    worker.add_argument("-c", "--concurrency", type=int, default=None,
-                        help="processes (default: 1 for infer/train, else the number of cores)")
+    worker.add_argument(
+        "-Q",
+        "--queues",
+        type=lambda s: [q for q in s.split(",") if q],
+        default=list(ALL_QUEUES),
+        help=f"comma-separated, from {','.join(ALL_QUEUES)} (default: all)",
+    )
+    worker.add_argument(
+        "-c",
+        "--concurrency",
+        type=int,
+        default=None,
+        help="processes (default: 1 for infer/train, else the number of cores)",
+    )
     worker.add_argument("-n", "--name", default=None)
     worker.add_argument("-l", "--loglevel", default="info")
     worker.set_defaults(func=cmd_worker)
@@ -377,12 +422,16 @@ def build_parser() -> argparse.ArgumentParser:
     user.add_argument("--password", default=None, help="default: generate one and print it")
     user.set_defaults(func=cmd_create_user)
 
-    dataset = sub.add_parser("import-dataset",
-                             help="upload a folder of files, or the rows of a .csv/.jsonl, for processing")
+    dataset = sub.add_parser(
+        "import-dataset", help="upload a folder of files, or the rows of a .csv/.jsonl, for processing"
+    )
     dataset.add_argument("path")
     dataset.add_argument("--owner", required=True, help="email of the user the documents belong to")
-    dataset.add_argument("--text-column", default=None,
-                         help="CSV: column index (default: all but the first, joined); JSONL: key (default: text)")
+    dataset.add_argument(
+        "--text-column",
+        default=None,
+        help="CSV: column index (default: all but the first, joined); JSONL: key (default: text)",
+    )
     dataset.add_argument("--limit", type=int, default=None)
     dataset.add_argument("--per-job", type=int, default=500, help="documents per job")
     dataset.set_defaults(func=cmd_import_dataset)

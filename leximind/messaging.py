@@ -7,6 +7,7 @@ Queues are declared on the default exchange, so a message is routed by its queue
 exchanges kombu's Redis transport routes through binding keys it keeps in Redis and declares once per
 connection; after a FLUSHALL those keys are gone and every later message would be dropped silently.
 """
+
 from __future__ import annotations
 
 import logging
@@ -73,7 +74,9 @@ def make_celery(broker_url: str | None = None, *, sweep_interval_s: float | None
         task_default_exchange="",
         task_default_routing_key=QUEUE_MAINTENANCE,
         task_create_missing_queues=False,
-        task_routes={name: {"queue": queue, "exchange": "", "routing_key": queue} for name, queue in ROUTES.items()},
+        task_routes={
+            name: {"queue": queue, "exchange": "", "routing_key": queue} for name, queue in ROUTES.items()
+        },
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": 3600},
         # the sweeper; the in-memory scheduler keeps beat free of its pickled shelve file
@@ -93,16 +96,41 @@ def make_celery(broker_url: str | None = None, *, sweep_interval_s: float | None
     return app
 
 
+def worker_argv(queues: str, concurrency: int, name: str, loglevel: str = "info") -> list[str]:
+    """``celery worker`` arguments every LexiMind worker uses (after ``celery -A <app>``).
+
+    Mingle, gossip and worker heartbeats are cluster chatter that our design does not use: state is in
+    Postgres and the sweeper, not worker-to-worker messages, keeps things moving.
+    """
+    return ["worker", "-Q", queues, "-c", str(concurrency), "-n", f"{name}@%h",
+            "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", loglevel]  # fmt: skip
+
+
 def _send(celery: Celery, task: str, args: list | None = None, **options) -> None:
     queue = ROUTES[task]
     celery.send_task(task, args=args or [], queue=queue, exchange="", routing_key=queue, **options)
 
 
 def wake_extract(celery: Celery, document_ids: Iterable[int]) -> None:
-    """One extract message per document (call after the upload committed)."""
+    """Extract messages for these documents (call after the upload committed).
+
+    A message carries one id, or a list of up to EXTRACT_IDS_PER_MESSAGE ids: a large upload costs a
+    few messages instead of one per file, yet is split finely enough that every extract process gets
+    a share (see ``extract_chunks``).
+    """
+    ids = [int(i) for i in document_ids]
     with celery.producer_or_acquire() as producer:
-        for document_id in document_ids:
-            _send(celery, TASK_EXTRACT, [int(document_id)], producer=producer)
+        for chunk in extract_chunks(ids):
+            _send(celery, TASK_EXTRACT, [chunk[0] if len(chunk) == 1 else chunk], producer=producer)
+
+
+EXTRACT_IDS_PER_MESSAGE = 16
+EXTRACT_SPREAD = 8  # a batch of ids is cut into at least this many messages (while they hold 2+ ids)
+
+
+def extract_chunks(ids: list[int]) -> list[list[int]]:
+    size = max(1, min(EXTRACT_IDS_PER_MESSAGE, len(ids) // EXTRACT_SPREAD))
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
 
 
 def wake_infer(celery: Celery, *, force: bool = False) -> bool:

@@ -3,6 +3,7 @@
 Configuration lives in ``leximind.messaging.make_celery`` so web, workers and beat agree on it; this module
 adds the tasks and the per-process start-up (load the model once per process, never at import).
 """
+
 from __future__ import annotations
 
 import logging

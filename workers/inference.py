@@ -16,11 +16,10 @@ Failure handling, by where it happens:
   in such a batch before run alone next time, after the fresh ones, so a crashing document takes down
   nothing but itself.
 """
+
 from __future__ import annotations
 
 import logging
-import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +30,6 @@ from db.jobs import (
     claim_queued,
     complete_documents,
     fail_documents,
-    heartbeat,
     release_documents,
     retry_documents,
     reusable_results,
@@ -40,6 +38,7 @@ from db.models import DocState, ModelVersion, Result
 from db.session import session_scope
 from db.versions import active_version, active_version_id
 from leximind.config import Settings
+from workers.lease import LeaseHeartbeat
 from workers.tuning import JobTuning
 
 log = logging.getLogger(__name__)
@@ -151,12 +150,16 @@ def _process_claim(
     if empty:
         with session_scope(database_url) as session:
             report.failed += fail_documents(
-                session, empty, lease, DocState.PROCESSING, code="no_text",
+                session,
+                empty,
+                lease,
+                DocState.PROCESSING,
+                code="no_text",
                 message="The document has no text to read (extraction produced nothing).",
             )
     claimed = [d for d in claimed if d.text.strip()]
     groups = _reuse_existing(database_url, claimed, version, lease, report)
-    with _LeaseHeartbeat(database_url, lease, settings.lease_seconds) as beat:
+    with LeaseHeartbeat(database_url, lease, settings.lease_seconds) as beat:
         batches = _batches(groups, tuning)
         for index, batch in enumerate(batches):
             untried = [g for b in batches[index:] for g in b]
@@ -260,8 +263,12 @@ def _write(
             reason = f"{type(o.error).__name__}: {o.error}"
             if o.transient:
                 states = retry_documents(
-                    session, o.group.ids, lease, delay_s=tuning.backoff(o.group.attempts),
-                    max_attempts=settings.max_attempts, code="inference_transient",
+                    session,
+                    o.group.ids,
+                    lease,
+                    delay_s=tuning.backoff(o.group.attempts),
+                    max_attempts=settings.max_attempts,
+                    code="inference_transient",
                     message=f"The model could not process this document right now ({reason}).",
                 )
                 report.retried += sum(1 for s in states.values() if s == DocState.QUEUED.value)
@@ -269,9 +276,13 @@ def _write(
             else:
                 log.warning("document(s) %s failed in the model: %s", o.group.ids, reason)
                 report.failed += fail_documents(
-                    session, o.group.ids, lease, DocState.PROCESSING, code="inference_error",
+                    session,
+                    o.group.ids,
+                    lease,
+                    DocState.PROCESSING,
+                    code="inference_error",
                     message=f"The model failed on this document ({reason}). Other documents were not "
-                            "affected; check that the file holds ordinary text.",
+                    "affected; check that the file holds ordinary text.",
                 )
 
 
@@ -302,39 +313,3 @@ def _copy_values(result: Result) -> dict[str, Any]:
         "timings": {},
         "reused_from_id": result.reused_from_id or result.id,
     }
-
-
-class _LeaseHeartbeat:
-    """Extends the lease every third of its length while a claim is being worked on."""
-
-    def __init__(self, database_url: str, lease: str, lease_seconds: float):
-        self.database_url = database_url
-        self.lease = lease
-        self.lease_seconds = lease_seconds
-        self.lost = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{lease}", daemon=True)
-
-    def __enter__(self) -> _LeaseHeartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        interval = max(self.lease_seconds / 3.0, 0.2)
-        while not self._stop.wait(interval):
-            started = time.monotonic()
-            try:
-                with session_scope(self.database_url) as session:
-                    held = heartbeat(session, self.lease, self.lease_seconds)
-            except Exception:  # noqa: BLE001 - a missed beat is retried; the lease has slack for two more
-                log.warning("lease heartbeat failed", exc_info=True)
-                continue
-            if held == 0 and not self._stop.is_set():
-                # every row is finished or was taken over; the loop checks ``lost`` before its next batch
-                self.lost = True
-            log.debug("heartbeat %s: %d rows, %.3fs", self.lease, held, time.monotonic() - started)
-

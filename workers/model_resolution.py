@@ -10,6 +10,7 @@
 Only one process resolves at a time (a Postgres advisory lock); the others return None and their
 documents stay queued. A failed starter run is not restarted automatically: an admin decides.
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,15 +54,21 @@ def _resolve_locked(database_url: str, settings: Settings, celery: Celery) -> Mo
     try:
         folder, source = import_base_model(settings.base_model, settings.models_dir)
     except Exception as exc:  # noqa: BLE001 - any failure to get the base model leads to the starter run
-        log.warning("base model %r is not available (%s); starting the starter training run",
-                    settings.base_model, exc)
+        log.warning(
+            "base model %r is not available (%s); starting the starter training run", settings.base_model, exc
+        )
         return _start_starter_run(database_url, celery, reason=f"{type(exc).__name__}: {exc}")
     from model.artifacts import manifest_sha256
 
     with session_scope(database_url) as session:
-        version = register_version(session, path=str(folder), source=source, activate=True,
-                                   manifest_sha256=manifest_sha256(folder),
-                                   metrics={"imported_from": settings.base_model})
+        version = register_version(
+            session,
+            path=str(folder),
+            source=source,
+            activate=True,
+            manifest_sha256=manifest_sha256(folder),
+            metrics={"imported_from": settings.base_model},
+        )
     log.info("imported base model %s as %s at %s", settings.base_model, version.name, folder)
     return version
 
@@ -92,13 +99,17 @@ def import_base_model(source: str, models_dir: Path) -> tuple[Path, str]:
     topic_labels = _default_topic_labels()
     emotion_labels = goemotions_labels()
     model = load_pretrained(source, topic_labels=topic_labels, emotion_labels=emotion_labels)
-    tokenizer_dir = local if local.is_dir() and any((local / f).exists() for f in TOKENIZER_FILES) else (
-        shared_data_dir() / "tokenizer"
+    tokenizer_dir = (
+        local
+        if local.is_dir() and any((local / f).exists() for f in TOKENIZER_FILES)
+        else (shared_data_dir() / "tokenizer")
     )
     tokenizer = Tokenizer.from_folder(tokenizer_dir)
     labels = {"topic": list(topic_labels), "emotion": list(emotion_labels), "heads_trained": False}
     target = _free_folder(models_dir, "base")
-    folder = save_artifact(target, model, tokenizer, labels, {}, extra_manifest={"source": "base", "from": source})
+    folder = save_artifact(
+        target, model, tokenizer, labels, {}, extra_manifest={"source": "base", "from": source}
+    )
     return folder, "base"
 
 

@@ -6,6 +6,7 @@
   LEXIMIND_WAKEUP_STALE_SECONDS get a new one. Redis only carries wake-ups, so after a restart or a
   FLUSHALL this is how every waiting document is found again.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,10 +37,17 @@ def sweep(database_url: str, celery: Celery, *, settings: Settings, tuning: JobT
         for _ in range(min(MAX_INFER_WAKEUPS, math.ceil(counts.infer_due / settings.claim_batch_size))):
             wake_infer(celery, force=True)
     if counts.requeued_processing or counts.requeued_extracting or counts.failed_lost:
-        log.warning("sweep: %d processing and %d extracting documents re-queued after their lease expired, "
-                    "%d failed after too many attempts", counts.requeued_processing,
-                    counts.requeued_extracting, counts.failed_lost)
+        log.warning(
+            "sweep: %d processing and %d extracting documents re-queued after their lease expired, "
+            "%d failed after too many attempts",
+            counts.requeued_processing,
+            counts.requeued_extracting,
+            counts.failed_lost,
+        )
     if counts.extract_wakeups or counts.infer_due:
-        log.info("sweep: re-sent %d extract wake-ups; %d queued documents were waiting for a wake-up",
-                 len(counts.extract_wakeups), counts.infer_due)
+        log.info(
+            "sweep: re-sent %d extract wake-ups; %d queued documents were waiting for a wake-up",
+            len(counts.extract_wakeups),
+            counts.infer_due,
+        )
     return counts

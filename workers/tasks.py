@@ -2,6 +2,7 @@
 
 Each task has a stable explicit name (``leximind.queues``); the web enqueues by that name only.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,17 +16,22 @@ log = logging.getLogger(__name__)
 
 
 @app.task(name=TASK_EXTRACT)
-def extract_document(document_id: int) -> str:
-    from workers.extract_step import ExtractOutcome
-    from workers.extract_step import extract_document as extract
+def extract_documents(document_ids: int | list[int]) -> dict[str, str]:
+    """Args: one document id, or a list of them (``leximind.messaging.wake_extract`` batches large uploads)."""
+    from workers.extract_step import extract_documents as extract
     from workers.runtime import get_runtime
 
     rt = get_runtime()
-    outcome = extract(rt.database_url, int(document_id), settings=rt.settings, tuning=rt.tuning,
-                      worker_name=rt.worker_name)
-    if outcome is ExtractOutcome.QUEUED:
-        wake_infer(app)
-    return outcome.value
+    ids = [int(document_ids)] if isinstance(document_ids, int) else [int(i) for i in document_ids]
+    outcomes = extract(
+        rt.database_url,
+        ids,
+        settings=rt.settings,
+        tuning=rt.tuning,
+        worker_name=rt.worker_name,
+        on_queued=lambda: wake_infer(app),
+    )
+    return {str(i): outcome.value for i, outcome in outcomes.items()}
 
 
 @app.task(name=TASK_INFER)
@@ -38,8 +44,14 @@ def infer_wakeup() -> dict:
     clear_infer_pending(app)  # from here on, a newly queued document sends a fresh wake-up
     if ensure_model(rt.database_url, rt.settings, app) is None:
         return {"no_model": True}
-    report = process_queue(rt.database_url, rt.predictors, settings=rt.settings, tuning=rt.tuning,
-                           worker_name=rt.worker_name, on_full_claim=lambda: wake_infer(app))
+    report = process_queue(
+        rt.database_url,
+        rt.predictors,
+        settings=rt.settings,
+        tuning=rt.tuning,
+        worker_name=rt.worker_name,
+        on_full_claim=lambda: wake_infer(app),
+    )
     return dataclasses.asdict(report)
 
 

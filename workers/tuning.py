@@ -1,4 +1,5 @@
 """Job-system knobs that are not in ``leximind.config.Settings`` (all read from the environment)."""
+
 from __future__ import annotations
 
 import random
@@ -10,9 +11,9 @@ from leximind.config import _env_float, _env_int
 @dataclass
 class JobTuning:
     # documents per model call inside one claim (the pipeline buckets by length again within it)
-    infer_batch_docs: int = field(default_factory=lambda: _env_int("LEXIMIND_INFER_BATCH", 32))
+    infer_batch_docs: int = field(default_factory=lambda: _env_int("LEXIMIND_INFER_BATCH", 64))
     # a rough token budget per model call: characters / 4 summed over the batch
-    infer_batch_tokens: int = field(default_factory=lambda: _env_int("LEXIMIND_INFER_BATCH_TOKENS", 16384))
+    infer_batch_tokens: int = field(default_factory=lambda: _env_int("LEXIMIND_INFER_BATCH_TOKENS", 64 * 512))
     # retry backoff after a transient failure: base * 2**(attempt-1), capped, with 10% jitter
     retry_base_s: float = field(default_factory=lambda: _env_float("LEXIMIND_RETRY_BASE_SECONDS", 5.0))
     retry_max_s: float = field(default_factory=lambda: _env_float("LEXIMIND_RETRY_MAX_SECONDS", 300.0))

@@ -4,6 +4,7 @@ Workers run ``celery -A workers.celery_app worker`` in their own process group (
 whole worker, pool children included) with short leases and a fast sweeper, and log to files that a
 failing test prints.
 """
+
 from __future__ import annotations
 
 import io
@@ -25,6 +26,7 @@ from sqlalchemy import func, select
 from db.models import DocState, Document, Result
 from db.session import session_scope
 from db.versions import register_version
+from leximind.messaging import worker_argv
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 90
@@ -38,7 +40,9 @@ E2E_ENV = {
     "LEXIMIND_RETRY_BASE_SECONDS": "0.5",
     "LEXIMIND_RETRY_MAX_SECONDS": "2",
     "LEXIMIND_EXTRACT_TIMEOUT": "30",
-    "OMP_NUM_THREADS": "1",  # two cores shared by every process of the test
+    "LEXIMIND_TORCH_THREADS": "1",  # two cores shared by every process of the test
+    "LEXIMIND_MAX_SUMMARY_TOKENS": "24",  # a random model never stops early: keep its summaries short
+    "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
     "TOKENIZERS_PARALLELISM": "false",
 }
@@ -87,33 +91,41 @@ class Stack:
         handle = log_path.open("wb")
         popen = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "workers.celery_app", *args],
-            cwd=REPO, env={**self.env, **(extra_env or {})}, stdout=handle, stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**self.env, **(extra_env or {})},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         proc = Proc(name, popen, log_path)
         self.procs.append(proc)
         return proc
 
-    def worker(self, name: str, queues: str, concurrency: int = 1, *, wait: bool = True, **extra_env: str) -> Proc:
-        proc = self._spawn(name, ["worker", "-Q", queues, "-c", str(concurrency), "-n", f"{name}@%h",
-                                  "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "info"],
-                           extra_env)
+    def worker(
+        self, name: str, queues: str, concurrency: int = 1, *, wait: bool = True, **extra_env: str
+    ) -> Proc:
+        proc = self._spawn(name, worker_argv(queues, concurrency, name), extra_env)
         if wait:
             self.wait_ready(proc)
         return proc
 
     def wait_ready(self, *procs: Proc) -> None:
         for proc in procs:
-            wait_for(lambda p=proc: "ready." in p.log() or not p.alive(), STARTUP_TIMEOUT_S,
-                     f"{proc.name} to start", self)
+            wait_for(
+                lambda p=proc: "ready." in p.log() or not p.alive(),
+                STARTUP_TIMEOUT_S,
+                f"{proc.name} to start",
+                self,
+            )
             assert proc.alive(), f"{proc.name} exited:\n{proc.log()}"
 
     def beat(self) -> Proc:
         return self._spawn("beat", ["beat", "-l", "info"])
 
     def dump_logs(self) -> str:
-        return "\n\n".join(f"===== {p.name} ({'alive' if p.alive() else p.popen.returncode})\n{p.log()}"
-                           for p in self.procs)
+        return "\n\n".join(
+            f"===== {p.name} ({'alive' if p.alive() else p.popen.returncode})\n{p.log()}" for p in self.procs
+        )
 
     def counts(self) -> dict[str, int]:
         with session_scope(self.database_url) as session:
@@ -121,12 +133,18 @@ class Stack:
 
     def results_per_document(self) -> dict[int, int]:
         with session_scope(self.database_url) as session:
-            return dict(session.execute(
-                select(Result.document_id, func.count()).group_by(Result.document_id)).all())
+            return dict(
+                session.execute(select(Result.document_id, func.count()).group_by(Result.document_id)).all()
+            )
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, stack: Stack | None = None,
-             interval: float = 0.2) -> None:
+def wait_for(
+    predicate: Callable[[], bool],
+    timeout: float,
+    what: str,
+    stack: Stack | None = None,
+    interval: float = 0.2,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -147,11 +165,19 @@ def all_finished(stack: Stack, total: int) -> Callable[[], bool]:
 
 @pytest.fixture(scope="session")
 def tiny_artifact(artifacts_dir: Path) -> Path:
-    from model.artifacts import create_random_artifact
+    """A tiny random model whose heads count as trained.
 
-    folder = artifacts_dir / "e2e-tiny"
+    Untrained heads mean zero-shot prompting, which costs a minute and more per long document on a CPU;
+    these tests are about the job system, so labels come from the (random) heads.
+    """
+    from model.artifacts import create_random_artifact, load_artifact, save_artifact
+
+    folder = artifacts_dir / "e2e-tiny-heads"
     if not folder.exists():
-        create_random_artifact(folder, size="tiny", seed=0)
+        random = load_artifact(
+            create_random_artifact(artifacts_dir / f"e2e-tiny-{uuid.uuid4().hex[:6]}", seed=0)
+        )
+        save_artifact(folder, random.model, random.tokenizer, {**random.labels, "heads_trained": True}, {})
     return folder
 
 
@@ -160,9 +186,15 @@ def running_stack(database_url: str, redis_url: str, artifact: Path, tmp_path: P
     """A Stack on these servers with ``artifact`` as the active model; stops every process it started."""
     with session_scope(database_url) as session:
         register_version(session, path=str(artifact), source="import", activate=True)
-    env = {**os.environ, **E2E_ENV, "DATABASE_URL": database_url, "BROKER_URL": redis_url,
-           "LEXIMIND_DATA_DIR": str(tmp_path / "data"), "LEXIMIND_MODELS_DIR": str(tmp_path / "models"),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        **E2E_ENV,
+        "DATABASE_URL": database_url,
+        "BROKER_URL": redis_url,
+        "LEXIMIND_DATA_DIR": str(tmp_path / "data"),
+        "LEXIMIND_MODELS_DIR": str(tmp_path / "models"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
     logs = tmp_path / "logs"
     logs.mkdir()
     stack = Stack(database_url, redis_url, env, logs)
@@ -175,7 +207,9 @@ def running_stack(database_url: str, redis_url: str, artifact: Path, tmp_path: P
 
 @pytest.fixture()
 def stack(clean_db: str, redis_url: str, tiny_artifact: Path, tmp_path: Path) -> Iterator[Stack]:
-    pytest.importorskip("model.pipeline", reason="the inference pipeline (model/pipeline.py) is not there yet")
+    pytest.importorskip(
+        "model.pipeline", reason="the inference pipeline (model/pipeline.py) is not there yet"
+    )
     redis.Redis.from_url(redis_url).flushall()
     with running_stack(clean_db, redis_url, tiny_artifact, tmp_path) as stack:
         yield stack
@@ -198,14 +232,23 @@ def api(clean_db: str, redis_url: str):
         from webapp import create_app
     except ImportError:
         return None
-    app = create_app({
-        "TESTING": True, "SECRET_KEY": "e2e", "DATABASE_URL": clean_db, "BROKER_URL": redis_url,
-        "SESSION_COOKIE_SECURE": False, "REMEMBER_COOKIE_SECURE": False, "UPLOAD_RATE_LIMIT": "10000 per minute",
-    })
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "e2e",
+            "DATABASE_URL": clean_db,
+            "BROKER_URL": redis_url,
+            "SESSION_COOKIE_SECURE": False,
+            "REMEMBER_COOKIE_SECURE": False,
+            "UPLOAD_RATE_LIMIT": "10000 per minute",
+        }
+    )
     return app.test_client()
 
 
-def upload(stack: Stack, api, owner: tuple[int, str], files: list[tuple[str, bytes]]) -> tuple[int, list[int]]:
+def upload(
+    stack: Stack, api, owner: tuple[int, str], files: list[tuple[str, bytes]]
+) -> tuple[int, list[int]]:
     """Upload through POST /api/v1/documents (or db.uploads where the web app is absent).
 
     Returns the first job's id and every document id."""
@@ -213,10 +256,13 @@ def upload(stack: Stack, api, owner: tuple[int, str], files: list[tuple[str, byt
     if api is not None:
         job_id, ids = None, []
         for start in range(0, len(files), UPLOAD_CHUNK):
-            chunk = files[start:start + UPLOAD_CHUNK]
-            response = api.post("/api/v1/documents", headers={"Authorization": f"Bearer {token}"},
-                                data={"files": [(io.BytesIO(data), name) for name, data in chunk]},
-                                content_type="multipart/form-data")
+            chunk = files[start : start + UPLOAD_CHUNK]
+            response = api.post(
+                "/api/v1/documents",
+                headers={"Authorization": f"Bearer {token}"},
+                data={"files": [(io.BytesIO(data), name) for name, data in chunk]},
+                content_type="multipart/form-data",
+            )
             assert response.status_code == 202, response.get_data(as_text=True)
             body = response.get_json()
             job_id = job_id or body["job_id"]

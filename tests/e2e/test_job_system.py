@@ -1,4 +1,5 @@
 """The whole job system with real worker processes: every shared document, a SIGKILL, a Redis FLUSHALL."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,8 +18,10 @@ UNREADABLE = {
     "invalid_header_and_eof_only.pdf": "corrupt_file",
     "password_protected_openpassword.pdf": "password_protected",
 }
-SENTENCE = ("The committee reviewed the quarterly budget and agreed to fund the new library wing, "
-            "while residents asked for longer opening hours. ")
+SENTENCE = (
+    "The committee reviewed the quarterly budget and agreed to fund the new library wing, "
+    "while residents asked for longer opening hours. "
+)
 
 
 def small_documents(n: int, tag: str) -> list[tuple[str, bytes]]:
@@ -50,7 +53,9 @@ def test_every_shared_document_is_done_or_failed_with_a_reason(stack, api, owner
         summaries = dict(session.execute(select(Result.document_id, Result.summary)).all())
     for doc in docs.values():
         if doc.filename in UNREADABLE:
-            assert (doc.state, doc.error_code) == (DocState.FAILED.value, UNREADABLE[doc.filename]), doc.filename
+            assert (doc.state, doc.error_code) == (DocState.FAILED.value, UNREADABLE[doc.filename]), (
+                doc.filename
+            )
             assert len(doc.error_message) > 20
         else:
             assert doc.state == DocState.DONE.value, (doc.filename, doc.error_code, doc.error_message)
@@ -61,7 +66,11 @@ def test_every_shared_document_is_done_or_failed_with_a_reason(stack, api, owner
         bearer = {"Authorization": f"Bearer {owner[1]}"}
         job = api.get(f"/api/v1/jobs/{job_id}", headers=bearer).get_json()
         progress = {k: job["progress"][k] for k in ("total", "done", "failed")}
-        assert progress == {"total": len(files), "done": len(files) - len(UNREADABLE), "failed": len(UNREADABLE)}
+        assert progress == {
+            "total": len(files),
+            "done": len(files) - len(UNREADABLE),
+            "failed": len(UNREADABLE),
+        }
         assert {d["state"] for d in job["documents"]} == {DocState.DONE.value, DocState.FAILED.value}
         done_id = next(i for i, d in docs.items() if d.state == DocState.DONE.value)
         shown = api.get(f"/api/v1/documents/{done_id}", headers=bearer).get_json()
@@ -76,8 +85,9 @@ def test_sigkill_of_the_inference_worker_mid_batch_loses_nothing(stack, api, own
     wait_for(lambda: stack.counts().get(DocState.QUEUED.value, 0) == len(ids), 120, "extraction", stack)
 
     first = stack.worker("infer-a", "infer", LEXIMIND_CLAIM_BATCH="32", LEXIMIND_INFER_BATCH="8")
-    wait_for(lambda: stack.counts().get(DocState.DONE.value, 0) > 0, 60, "the first results", stack,
-             interval=0.02)
+    wait_for(
+        lambda: stack.counts().get(DocState.DONE.value, 0) > 0, 60, "the first results", stack, interval=0.02
+    )
     first.kill()  # SIGKILL to the worker and its pool child, mid-claim
     first.popen.wait(10)
     at_kill = stack.counts()
@@ -96,8 +106,9 @@ def test_flushall_mid_run_loses_nothing(stack, api, owner, redis_url):
     stack.beat()
     stack.wait_ready(extract, infer)
     _, ids = upload(stack, api, owner, small_documents(200, "flush"))
-    wait_for(lambda: stack.counts().get(DocState.DONE.value, 0) > 0, 60, "the first results", stack,
-             interval=0.02)
+    wait_for(
+        lambda: stack.counts().get(DocState.DONE.value, 0) > 0, 60, "the first results", stack, interval=0.02
+    )
     redis.Redis.from_url(redis_url).flushall()  # every pending extract and infer message is gone
     at_flush = stack.counts()
     assert at_flush.get(DocState.DONE.value, 0) < len(ids), f"nothing left to lose: {at_flush}"

@@ -1,4 +1,5 @@
 """Fixtures for the job-system tests: a user, queued documents, an active (fake) model version."""
+
 from __future__ import annotations
 
 import hashlib
@@ -21,8 +22,9 @@ def settings(clean_db: str) -> Settings:
 
 @pytest.fixture()
 def tuning() -> JobTuning:
-    return JobTuning(infer_batch_docs=8, infer_batch_tokens=100_000, retry_base_s=0.0, retry_max_s=0.0,
-                     wakeup_stale_s=60.0)
+    return JobTuning(
+        infer_batch_docs=8, infer_batch_tokens=100_000, retry_base_s=0.0, retry_max_s=0.0, wakeup_stale_s=60.0
+    )
 
 
 @pytest.fixture()

@@ -1,4 +1,5 @@
 """Stand-ins for the model pipeline: same ``.run(texts)`` / ``.version`` interface, scripted failures."""
+
 from __future__ import annotations
 
 import time

@@ -1,4 +1,5 @@
 """The ``leximind`` command's admin chores, against the test database and Redis."""
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,9 @@ def test_create_user_prints_a_working_token(env, capsys):
     with session_scope(env) as session:
         user = user_for_token(session, token)
         assert user is not None and user.email == "grace@example.com" and user.is_admin
-    assert main(["create-user", "--email", "grace@example.com"]) == 1  # exists: a clear error, not a traceback
+    assert (
+        main(["create-user", "--email", "grace@example.com"]) == 1
+    )  # exists: a clear error, not a traceback
 
 
 def test_import_dataset_uploads_and_wakes(env, tmp_path, capsys, redis_url):
@@ -51,7 +54,9 @@ def test_import_dataset_uploads_and_wakes(env, tmp_path, capsys, redis_url):
 
 def test_dataset_rows_from_csv_and_jsonl(tmp_path):
     csv_file = tmp_path / "news.csv"
-    csv_file.write_text('"3","Markets rally","Stocks rose on Monday.\\nBonds fell."\n"1","Talks","Leaders met."\n')
+    csv_file.write_text(
+        '"3","Markets rally","Stocks rose on Monday.\\nBonds fell."\n"1","Talks","Leaders met."\n'
+    )
     files = list(dataset_files(csv_file, None, None))
     assert [f.filename for f in files] == ["news-1.txt", "news-2.txt"]
     assert files[0].data == b"Markets rally\nStocks rose on Monday.\nBonds fell."
@@ -62,7 +67,14 @@ def test_dataset_rows_from_csv_and_jsonl(tmp_path):
 
 def test_parser_knows_every_subcommand():
     parser = build_parser()
-    for argv in (["run"], ["web"], ["worker", "-Q", "extract,maintenance"], ["beat"], ["migrate"],
-                 ["create-user", "--email", "a@b.c"], ["import-dataset", "x", "--owner", "a@b.c"]):
+    for argv in (
+        ["run"],
+        ["web"],
+        ["worker", "-Q", "extract,maintenance"],
+        ["beat"],
+        ["migrate"],
+        ["create-user", "--email", "a@b.c"],
+        ["import-dataset", "x", "--owner", "a@b.c"],
+    ):
         assert parser.parse_args(argv).func is not None
     assert parser.parse_args(["worker", "-Q", "infer"]).queues == ["infer"]

@@ -1,4 +1,5 @@
 """The extraction step against the real database: verdicts fail at once, crashes retry then fail."""
+
 from __future__ import annotations
 
 from sqlalchemy import func, update
@@ -18,12 +19,20 @@ def upload(url: str, owner_id: int, files: dict[str, bytes]) -> list[int]:
 
 
 def run(settings, tuning, document_id, **kwargs):
-    return extract_document(settings.database_url, document_id, settings=settings, tuning=tuning,
-                            worker_name="test-extractor", **kwargs)
+    return extract_document(
+        settings.database_url,
+        document_id,
+        settings=settings,
+        tuning=tuning,
+        worker_name="test-extractor",
+        **kwargs,
+    )
 
 
 def test_text_file_is_extracted_and_queued(settings, tuning, make_user):
-    [doc_id] = upload(settings.database_url, make_user(), {"notes.md": b"# Budget\n\nThe council met on Monday."})
+    [doc_id] = upload(
+        settings.database_url, make_user(), {"notes.md": b"# Budget\n\nThe council met on Monday."}
+    )
     assert run(settings, tuning, doc_id) is ExtractOutcome.QUEUED
     doc = documents(settings.database_url)[doc_id]
     assert doc.state == DocState.QUEUED.value
@@ -72,3 +81,47 @@ def test_extraction_error_is_not_retried(settings, tuning, make_user):
     assert run(settings, tuning, doc_id, extractor=image_only) is ExtractOutcome.FAILED
     doc = documents(settings.database_url)[doc_id]
     assert (doc.state, doc.error_code, doc.attempts) == (DocState.FAILED.value, "no_text_layer", 1)
+
+
+def test_a_batch_is_claimed_together_and_each_file_judged_alone(settings, tuning, make_user):
+    from workers.extract_step import extract_documents
+
+    ids = upload(
+        settings.database_url,
+        make_user(),
+        {
+            "a.txt": b"first text",
+            "b.pdf": b"%PDF-1.7\n%%EOF\n",
+            "c.md": b"# Third\n\nbody",
+            "d.txt": b"crash me",
+        },
+    )
+
+    def extractor(data, **kwargs):
+        if data == b"crash me":
+            raise RuntimeError("the parser sandbox could not start")
+        from workers.extraction import extract
+
+        return extract(data, **kwargs)
+
+    woken = []
+    outcomes = extract_documents(
+        settings.database_url,
+        [*ids, 999_999],
+        settings=settings,
+        tuning=tuning,
+        worker_name="batch",
+        extractor=extractor,
+        on_queued=lambda: woken.append(1),
+    )
+    assert [outcomes[i] for i in ids] == [
+        ExtractOutcome.QUEUED,
+        ExtractOutcome.FAILED,
+        ExtractOutcome.QUEUED,
+        ExtractOutcome.RETRY,
+    ]
+    assert outcomes[999_999] is ExtractOutcome.SKIPPED and woken
+    docs = documents(settings.database_url)
+    assert docs[ids[2]].title == "Third" and docs[ids[0]].text == "first text"
+    assert docs[ids[3]].state == DocState.UPLOADED.value and docs[ids[3]].error_code == "extraction_crashed"
+    assert all(d.lease_owner is None for d in docs.values())

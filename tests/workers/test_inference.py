@@ -1,4 +1,5 @@
 """The inference loop, called directly against the real database with a fake predictor."""
+
 from __future__ import annotations
 
 from sqlalchemy import func, select, text, update
@@ -14,8 +15,14 @@ from workers.sweeper import sweep
 
 
 def run_loop(settings, tuning, predictor, **kwargs):
-    return process_queue(settings.database_url, lambda version: predictor, settings=settings, tuning=tuning,
-                         worker_name="test-worker", **kwargs)
+    return process_queue(
+        settings.database_url,
+        lambda version: predictor,
+        settings=settings,
+        tuning=tuning,
+        worker_name="test-worker",
+        **kwargs,
+    )
 
 
 def test_two_sessions_claim_disjoint_sets_with_skip_locked(settings, queue_texts):
@@ -105,8 +112,10 @@ def test_transient_errors_back_off_then_fail_with_a_reason(settings, tuning, que
     docs = documents(settings.database_url, ids)
     assert {d.state for d in docs.values()} == {DocState.FAILED.value}
     assert all(d.attempts == settings.max_attempts for d in docs.values())
-    assert all("gave up after 3 attempts" in d.error_message and "out of memory" in d.error_message
-               for d in docs.values())
+    assert all(
+        "gave up after 3 attempts" in d.error_message and "out of memory" in d.error_message
+        for d in docs.values()
+    )
 
 
 def test_a_whole_batch_failing_alike_is_retried_not_failed(settings, tuning, queue_texts, version_id):
@@ -123,7 +132,9 @@ def test_a_whole_batch_failing_alike_is_retried_not_failed(settings, tuning, que
     assert {d.state for d in documents(settings.database_url, ids).values()} == {DocState.DONE.value}
 
 
-def test_identical_content_reuses_the_result_across_owners(settings, tuning, queue_texts, make_user, version_id):
+def test_identical_content_reuses_the_result_across_owners(
+    settings, tuning, queue_texts, make_user, version_id
+):
     [first] = queue_texts(["the same words in both files"], owner_id=make_user("a@example.com"))
     run_loop(settings, tuning, FakePredictor())
     predictor = FakePredictor()
@@ -163,13 +174,17 @@ def test_new_active_version_is_picked_up_between_batches(settings, tuning, queue
         loaded.append(version.id)
         return old if version.id == version_id else new
 
-    report = process_queue(settings.database_url, predictor_for, settings=settings, tuning=tuning,
-                           worker_name="w")
+    report = process_queue(
+        settings.database_url, predictor_for, settings=settings, tuning=tuning, worker_name="w"
+    )
     assert list(dict.fromkeys(loaded)) == [version_id, newer]
     assert report.released == 12 and report.done == 16
     with session_scope(settings.database_url) as session:
-        by_version = dict(session.execute(
-            select(Result.model_version_id, func.count()).group_by(Result.model_version_id)).all())
+        by_version = dict(
+            session.execute(
+                select(Result.model_version_id, func.count()).group_by(Result.model_version_id)
+            ).all()
+        )
     assert by_version == {version_id: 4, newer: 12}
     docs = documents(settings.database_url, ids)
     assert all(d.attempts == 1 for d in docs.values())  # a release does not count as an attempt

@@ -1,4 +1,5 @@
 """The sweeper with the real Redis: expired leases come back, lost wake-ups are re-sent after a FLUSHALL."""
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,9 @@ def queued_messages(client, queue: str) -> list[dict]:
 
 def age_wakeups(url: str, seconds: int = 3600) -> None:
     with session_scope(url) as session:
-        session.execute(update(Document).values(wakeup_sent_at=func.now() - text(f"interval '{seconds} seconds'")))
+        session.execute(
+            update(Document).values(wakeup_sent_at=func.now() - text(f"interval '{seconds} seconds'"))
+        )
 
 
 def test_expired_leases_go_back_and_are_woken(settings, tuning, queue_texts, make_user, broker):
@@ -41,7 +44,7 @@ def test_expired_leases_go_back_and_are_woken(settings, tuning, queue_texts, mak
         claim_queued(session, 10, "dead-worker/1", 60)
         [upload] = create_job(session, make_user("b@example.com"), [UploadedFile("x.txt", b"x")])[1]
     with session_scope(settings.database_url) as session:
-        claim_for_extraction(session, upload.id, "dead-extractor/1", 60)
+        claim_for_extraction(session, [upload.id], "dead-extractor/1", 60)
         session.execute(update(Document).values(lease_expires_at=func.now() - text("interval '1 second'")))
     counts = sweep(settings.database_url, celery, settings=settings, tuning=tuning)
     assert (counts.requeued_processing, counts.requeued_extracting, counts.failed_lost) == (3, 1, 0)
@@ -60,7 +63,9 @@ def test_a_document_that_keeps_killing_its_worker_fails(settings, tuning, queue_
     for attempt in range(settings.max_attempts):
         with session_scope(settings.database_url) as session:
             assert claim_queued(session, 1, f"doomed/{attempt}", 60)
-            session.execute(update(Document).values(lease_expires_at=func.now() - text("interval '1 second'")))
+            session.execute(
+                update(Document).values(lease_expires_at=func.now() - text("interval '1 second'"))
+            )
         sweep(settings.database_url, celery, settings=settings, tuning=tuning)
     doc = documents(settings.database_url)[doc_id]
     assert doc.state == DocState.FAILED.value and doc.error_code == "worker_lost"
@@ -71,8 +76,11 @@ def test_flushall_loses_nothing(settings, tuning, queue_texts, make_user, broker
     celery, client = broker
     queued = queue_texts(["queued and waiting"])
     with session_scope(settings.database_url) as session:
-        _, uploads = create_job(session, make_user("c@example.com"),
-                                [UploadedFile(f"f{i}.txt", f"text {i}".encode()) for i in range(3)])
+        _, uploads = create_job(
+            session,
+            make_user("c@example.com"),
+            [UploadedFile(f"f{i}.txt", f"text {i}".encode()) for i in range(3)],
+        )
     upload_ids = [d.id for d in uploads]
     from leximind.messaging import wake_extract
 
@@ -100,3 +108,15 @@ def test_infer_wakeups_are_coalesced(broker):
     assert [wake_infer(celery) for _ in range(10)] == [False] * 10
     assert client.llen(QUEUE_INFER) == 1
     assert wake_infer(celery, force=True) is True and client.llen(QUEUE_INFER) == 2
+
+
+def test_large_uploads_are_woken_in_a_few_messages(broker):
+    from leximind.messaging import extract_chunks, wake_extract
+
+    celery, client = broker
+    assert extract_chunks([1, 2, 3]) == [[1], [2], [3]]
+    assert [len(c) for c in extract_chunks(list(range(40)))] == [5] * 8
+    assert [len(c) for c in extract_chunks(list(range(200)))] == [16] * 12 + [8]
+    wake_extract(celery, list(range(1, 201)))
+    bodies = [json.loads(m["headers"]["argsrepr"]) for m in queued_messages(client, QUEUE_EXTRACT)]
+    assert len(bodies) == 13 and sorted(i for [ids] in bodies for i in ids) == list(range(1, 201))

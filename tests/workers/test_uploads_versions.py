@@ -1,4 +1,5 @@
 """Uploads, job progress, model versions and what happens while no model exists."""
+
 from __future__ import annotations
 
 import pytest
@@ -24,8 +25,11 @@ def test_upload_stores_each_content_once_per_owner(clean_db, make_user):
     alice, bob = make_user("alice@example.com"), make_user("bob@example.com")
     same = b"identical bytes"
     with session_scope(clean_db) as session:
-        job, docs = create_job(session, alice, [UploadedFile("a.txt", same), UploadedFile("../../b.txt", same),
-                                                UploadedFile("c.md", b"other")])
+        job, docs = create_job(
+            session,
+            alice,
+            [UploadedFile("a.txt", same), UploadedFile("../../b.txt", same), UploadedFile("c.md", b"other")],
+        )
         create_job(session, alice, [UploadedFile("again.txt", same)])
         create_job(session, bob, [UploadedFile("bob.txt", same)])
     assert [d.filename for d in docs] == ["a.txt", "b.txt", "c.md"]
@@ -45,7 +49,11 @@ def test_upload_limits_are_specific(clean_db, make_user):
             create_job(session, owner, [UploadedFile("big.pdf", b"x" * 11)], max_bytes=10)
         with pytest.raises(UploadRejected) as many:
             create_job(session, owner, [UploadedFile(f"{i}.txt", b"x") for i in range(3)], max_files=2)
-    assert (none.value.code, big.value.code, many.value.code) == ("no_files", "file_too_large", "too_many_files")
+    assert (none.value.code, big.value.code, many.value.code) == (
+        "no_files",
+        "file_too_large",
+        "too_many_files",
+    )
     assert "big.pdf" in big.value.message and "limit is 2" in many.value.message
 
 
