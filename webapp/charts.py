@@ -77,13 +77,20 @@ def line_chart(named_points: dict[str, list[tuple[float, float]]], *, x_label: s
     )
 
 
+def _series(history: list[dict[str, Any]], key: str) -> list[tuple[float, float]]:
+    return [(float(h["step"]), float(h[key])) for h in history
+            if isinstance(h.get("step"), int | float) and isinstance(h.get(key), int | float)
+            and not isinstance(h.get(key), bool)]
+
+
 def loss_chart(history: list[dict[str, Any]]) -> LineChart | None:
-    """Training loss per step, and evaluation loss where the run recorded it."""
-    train = [(float(h["step"]), float(h["loss"])) for h in history
-             if isinstance(h.get("step"), int | float) and isinstance(h.get("loss"), int | float)]
-    evaluation = [(float(h["step"]), float(h["eval_loss"])) for h in history
-                  if isinstance(h.get("step"), int | float) and isinstance(h.get("eval_loss"), int | float)]
-    return line_chart({"training loss": train, "evaluation loss": evaluation})
+    """Training loss per step, and the dev-set loss at each evaluation (the training job's `dev_loss`)."""
+    return line_chart({"training loss": _series(history, "loss"),
+                       "dev loss": _series(history, "dev_loss") or _series(history, "eval_loss")})
+
+
+def learning_rate_chart(history: list[dict[str, Any]]) -> LineChart | None:
+    return line_chart({"learning rate": _series(history, "lr")}, y_label="learning rate", height=140)
 
 
 def flatten_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:

@@ -172,6 +172,8 @@ class StandInWorker:
                 session, run.id,
                 {"step": step, "total_steps": self.total_steps, "loss": loss, "epoch": 1 + step // 60,
                  "eta_s": remaining, "phase": "training"},
-                [{"step": step, "loss": loss, "lr": 3e-4}],
+                # like the training job's ProgressWriter: an evaluation adds dev_loss to its point
+                [{"step": step, "loss": loss, "lr": 3e-4 * min(1.0, step / 20),
+                  **({"dev_loss": round(loss + 0.15, 4)} if step % 20 == 0 else {})}],
             )
         self._stop.wait(self.train_step_s)

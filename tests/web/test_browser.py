@@ -136,6 +136,46 @@ def test_upload_watch_open_and_correct(page, live, clean_db, alice, shared_data,
     shots(page, "11-not-found")
 
 
+@pytest.fixture()
+def real_stack(clean_db, redis_url, artifacts_dir, tmp_path):
+    """Real Celery extract and infer workers (the e2e harness) with the quick tiny model (one-word summaries)."""
+    pytest.importorskip("torch")
+    from tests.e2e.conftest import running_stack
+    from tests.faults.quick_model import create_quick_artifact
+
+    artifact = create_quick_artifact(artifacts_dir / "web-quick-tiny")
+    with running_stack(clean_db, redis_url, artifact, tmp_path) as stack:
+        stack.worker("extract", "extract,maintenance", wait=False)
+        stack.worker("infer", "infer", wait=False)
+        stack.wait_ready(*stack.procs)
+        yield stack
+
+
+@pytest.mark.e2e
+def test_upload_through_real_workers(browser, app_factory, real_stack, clean_db, alice, shared_data, shots):
+    app = app_factory(SESSION_COOKIE_SECURE=True, REMEMBER_COOKIE_SECURE=True, TESTING=False)
+    with LiveServer(app) as server:
+        context = browser.new_context(viewport={"width": 1360, "height": 900}, base_url=server.url)
+        page = context.new_page()
+        sign_in(page, alice)
+        page.set_input_files("#file-input", [str(shared_data / "documents" / name) for name in UPLOADS])
+        page.click("#upload-button")
+        page.wait_for_url(re.compile(r"/jobs/\d+$"))
+        page.wait_for_selector("#job-state .badge[data-state=done]", timeout=120_000)
+        shots(page, "20-real-workers-job-done")
+        page.click("text=bbc_sport_199_cp1252.txt")
+        page.wait_for_selector("h2:has-text('Summary')")
+        current = page.locator(".pill.topic").first.inner_text()
+        other = next(o for o in ("business", "sport", "tech") if o != current)
+        page.select_option("#feedback-topic", other)
+        page.click("text=Save correction")
+        page.wait_for_selector(".flash-info")
+        shots(page, "21-real-workers-document")
+        context.close()
+    with session_scope(clean_db) as session:
+        assert [f.topic_label for f in session.scalars(select(Feedback))] == [other]
+
+
 def test_admin_sees_starter_training_then_trains_and_activates(page, live, clean_db, admin, shots):
     with session_scope(clean_db) as session:
         session.add(TrainingRun(params={"recipe": "starter"},

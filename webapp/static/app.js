@@ -224,7 +224,7 @@ function setupRun(section) {
     const p = run.progress || {};
     const set = (name, text) => field(name).forEach((node) => { node.textContent = text; });
     set("step", p.step != null ? (p.total_steps ? `${p.step} / ${p.total_steps}` : String(p.step)) : "—");
-    set("epoch", p.epoch ?? "—");
+    set("epoch", typeof p.epoch === "number" ? String(Number(p.epoch.toPrecision(2))) : "—");
     set("loss", typeof p.loss === "number" ? p.loss.toFixed(4) : "—");
     set("eta", typeof p.eta_s === "number" ? duration(p.eta_s) : "—");
     set("phase", p.phase || (run.state === "queued" ? "waiting for a worker" : "—"));

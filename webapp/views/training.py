@@ -7,7 +7,7 @@ from flask_login import current_user
 from db import training_runs, versions
 from db.models import ModelVersion
 from webapp.auth import admin_required
-from webapp.charts import loss_chart, metric_table
+from webapp.charts import learning_rate_chart, loss_chart, metric_table
 from webapp.database import get_db
 from webapp.errors import UserError
 from webapp.extensions import limiter
@@ -80,6 +80,7 @@ def run(run_id: int):
         columns.append((f"{version.name} (from this run)", version.metrics or {}))
     return render_template(
         "run.html", run=training_run, chart=loss_chart(training_run.history or []), version=version,
+        lr_chart=learning_rate_chart(training_run.history or []),
         headers=[name for name, _ in columns], metric_rows=metric_table([metrics for _, metrics in columns]),
         action_form=ActionForm(), methods=METHODS,
     )
