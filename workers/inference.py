@@ -20,6 +20,7 @@ Failure handling, by where it happens:
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ class LoopReport:
     released: int = 0
     lease_lost: int = 0  # results computed but not written: another worker owns the rows now
     no_model: bool = False
+    stopped: bool = False  # ran out of time with work possibly left (see ``max_seconds``)
     rounds: int = 0
 
 
@@ -108,15 +110,23 @@ def process_queue(
     tuning: JobTuning,
     worker_name: str,
     max_rounds: int | None = None,
+    max_seconds: float | None = None,
     on_full_claim: Callable[[], None] | None = None,
 ) -> LoopReport:
-    """Drain due documents; returns when the queue is empty, no model is active, or after ``max_rounds``.
+    """Drain due documents; returns when the queue is empty, no model is active, after ``max_rounds``
+    claims, or once ``max_seconds`` have passed (``report.stopped``: work may be left).
 
-    ``on_full_claim`` is called when a claim came back full (more work is likely waiting), so the caller
-    can wake a peer worker.
+    Past ``max_seconds`` the loop finishes the batch it is running and hands the untried documents of its
+    claim back to the queue, so a worker asked to stop (a warm shutdown waits for the running task) stops
+    within one batch. ``on_full_claim`` is called when a claim came back full (more work is likely
+    waiting), so the caller can wake a peer worker.
     """
     report = LoopReport()
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
     while max_rounds is None or report.rounds < max_rounds:
+        if deadline is not None and report.rounds and time.monotonic() > deadline:
+            report.stopped = True  # at least one claim per call, so every wake-up makes progress
+            break
         with session_scope(database_url) as session:
             version = active_version(session)
         if version is None:
@@ -132,7 +142,7 @@ def process_queue(
         report.claimed += len(claimed)
         if len(claimed) >= settings.claim_batch_size and on_full_claim is not None:
             on_full_claim()
-        _process_claim(database_url, claimed, version, predictor, lease, settings, tuning, report)
+        _process_claim(database_url, claimed, version, predictor, lease, settings, tuning, report, deadline)
     return report
 
 
@@ -145,6 +155,7 @@ def _process_claim(
     settings: Settings,
     tuning: JobTuning,
     report: LoopReport,
+    deadline: float | None = None,
 ) -> None:
     empty = [d.id for d in claimed if not d.text.strip()]
     if empty:
@@ -166,10 +177,13 @@ def _process_claim(
             if beat.lost:
                 log.warning("lease %s was taken over; dropping %d untried documents", lease, len(untried))
                 break
+            out_of_time = deadline is not None and index > 0 and time.monotonic() > deadline
             with session_scope(database_url) as session:
-                if active_version_id(session) != version.id:
+                if out_of_time or active_version_id(session) != version.id:
                     report.released += release_documents(session, [i for g in untried for i in g.ids], lease)
-                    log.info("active model changed; released %d documents for the new version", len(untried))
+                    report.stopped = report.stopped or out_of_time
+                    log.info("released %d untried documents (%s)", len(untried),
+                             "time is up" if out_of_time else "the active model changed")  # fmt: skip
                     break
             outcomes = _predict_isolating(predictor, batch)
             if len(batch) > 1 and all(o.error is not None for o in outcomes):

@@ -50,8 +50,11 @@ def infer_wakeup() -> dict:
         settings=rt.settings,
         tuning=rt.tuning,
         worker_name=rt.worker_name,
+        max_seconds=rt.tuning.infer_task_seconds,
         on_full_claim=lambda: wake_infer(app),
     )
+    if report.stopped:
+        wake_infer(app, force=True)  # the rest of the queue goes on with the next message
     return dataclasses.asdict(report)
 
 
@@ -71,6 +74,7 @@ def run_training(run_id: int) -> None:
     from workers.training_job import run_training_run
 
     rt = get_runtime()
-    run_training_run(rt.database_url, int(run_id), rt.settings)
+    # synchronous commits: unlike a claim, a registered version is not cheap to redo
+    run_training_run(rt.settings.database_url, int(run_id), rt.settings)
     # a new version may be active now: documents waiting for a model can go
     wake_infer(app, force=True)

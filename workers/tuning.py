@@ -14,6 +14,9 @@ class JobTuning:
     infer_batch_docs: int = field(default_factory=lambda: _env_int("LEXIMIND_INFER_BATCH", 64))
     # a rough token budget per model call: characters / 4 summed over the batch
     infer_batch_tokens: int = field(default_factory=lambda: _env_int("LEXIMIND_INFER_BATCH_TOKENS", 64 * 512))
+    # one infer task drains the queue for at most this long, then hands over to a fresh wake-up, so a
+    # warm shutdown (which waits for the running task) takes one batch, not the whole backlog
+    infer_task_seconds: float = field(default_factory=lambda: _env_float("LEXIMIND_INFER_TASK_SECONDS", 30.0))
     # retry backoff after a transient failure: base * 2**(attempt-1), capped, with 10% jitter
     retry_base_s: float = field(default_factory=lambda: _env_float("LEXIMIND_RETRY_BASE_SECONDS", 5.0))
     retry_max_s: float = field(default_factory=lambda: _env_float("LEXIMIND_RETRY_MAX_SECONDS", 300.0))

@@ -236,3 +236,15 @@ class _NoCelery:
 
     def send_task(self, *args, **kwargs):
         pass
+
+
+def test_out_of_time_the_loop_finishes_its_batch_and_hands_back_the_rest(
+    settings, tuning, queue_texts, version_id
+):
+    ids = queue_texts([f"text {i}" for i in range(12)])
+    tuning.infer_batch_docs = 4
+    report = run_loop(settings, tuning, FakePredictor(), max_seconds=0.0)
+    assert report.stopped and report.done == 4 and report.released == 8
+    docs = documents(settings.database_url, ids)
+    assert sorted(d.state for d in docs.values()) == [DocState.DONE.value] * 4 + [DocState.QUEUED.value] * 8
+    assert all(d.lease_owner is None for d in docs.values())
