@@ -110,17 +110,31 @@ def log_format(environ: os._Environ | dict[str, str] | None = None, stream: Any 
     return "text" if hasattr(stream, "isatty") and stream.isatty() else "json"
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record arrives (it may be swapped after set-up)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def configure_logging(service: str, *, level: str | None = None, stream: Any = None) -> logging.Handler:
-    """Replace the root logger's handlers with one redacting handler on ``stream`` (stderr by default)."""
-    stream = stream or sys.stderr
-    handler = logging.StreamHandler(stream)
+    """Give the root logger one redacting handler on ``stream`` (default: the current stderr).
+
+    Calling it again replaces the handler it installed before; handlers someone else installed stay."""
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler.addFilter(RedactingFilter())
     if log_format(stream=stream) == "json":
         handler.setFormatter(JsonFormatter(service))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.set_name("leximind")
     root = logging.getLogger()
-    for old in list(root.handlers):
+    for old in [h for h in root.handlers if h.get_name() == "leximind"]:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel((level or os.environ.get("LEXIMIND_LOG_LEVEL", "INFO")).upper())
