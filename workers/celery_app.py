@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, worker_process_init
 
 from leximind.messaging import default_broker_url, make_celery, wake_infer
 from leximind.queues import QUEUE_INFER
@@ -16,6 +16,14 @@ from leximind.queues import QUEUE_INFER
 log = logging.getLogger(__name__)
 
 app = make_celery(default_broker_url())
+
+
+@setup_logging.connect
+def _setup_logging(loglevel: object = None, **_: object) -> None:
+    """Workers and beat log like every LexiMind process: JSON lines, secrets redacted (leximind.logging_setup)."""
+    from leximind.logging_setup import configure_logging
+
+    configure_logging("worker", level=loglevel if isinstance(loglevel, str) else None)
 
 
 @worker_process_init.connect
