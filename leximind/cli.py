@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from leximind.config import Settings, get_settings
+from leximind.logging_setup import configure_logging
 from leximind.queues import ALL_QUEUES, QUEUE_EXTRACT, QUEUE_INFER, QUEUE_MAINTENANCE, QUEUE_TRAIN
 
 log = logging.getLogger("leximind")
@@ -184,6 +185,8 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
         "120",
         "--access-logfile",
         "-",
+        "--logger-class",
+        "leximind.logging_setup.GunicornLogger",
         "webapp:create_app()",
     ]
     os.execv(sys.executable, command)
@@ -446,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging("leximind")  # text on a terminal, JSON lines otherwise; secrets redacted
     args = build_parser().parse_args(argv)
     settings = get_settings()
     if getattr(args, "func", None) is None:
