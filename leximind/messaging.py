@@ -26,6 +26,7 @@ from leximind.queues import (
     QUEUE_TRAIN,
     TASK_EXTRACT,
     TASK_INFER,
+    TASK_RETENTION,
     TASK_SWEEP,
     TASK_TRAIN,
 )
@@ -37,6 +38,7 @@ ROUTES = {
     TASK_INFER: QUEUE_INFER,
     TASK_TRAIN: QUEUE_TRAIN,
     TASK_SWEEP: QUEUE_MAINTENANCE,
+    TASK_RETENTION: QUEUE_MAINTENANCE,
 }
 # set while an infer wake-up is waiting in the queue; the infer task clears it when it starts draining
 INFER_PENDING_KEY = "leximind:infer-wakeup-pending"
@@ -86,7 +88,13 @@ def make_celery(broker_url: str | None = None, *, sweep_interval_s: float | None
                 "task": TASK_SWEEP,
                 "schedule": sweep_interval_s,
                 "options": {"queue": QUEUE_MAINTENANCE, "expires": max(sweep_interval_s, 1.0)},
-            }
+            },
+            # old finished documents, by the policy in LEXIMIND_RETENTION_DAYS (db/retention.py)
+            "retention": {
+                "task": TASK_RETENTION,
+                "schedule": float(os.environ.get("LEXIMIND_RETENTION_INTERVAL", 3600.0)),
+                "options": {"queue": QUEUE_MAINTENANCE, "expires": 600.0},
+            },
         },
         worker_hijack_root_logger=False,
         worker_max_tasks_per_child=None,

@@ -12,5 +12,6 @@ TASK_EXTRACT = "leximind.extract_document"   # args: [document_id]
 TASK_INFER = "leximind.infer_wakeup"         # args: [] (a wake-up: the worker claims from Postgres)
 TASK_TRAIN = "leximind.run_training"         # args: [training_run_id]
 TASK_SWEEP = "leximind.sweep"                # args: []
+TASK_RETENTION = "leximind.retention"        # args: [] (db/retention.py; a no-op unless a policy is set)
 
 ALL_QUEUES = (QUEUE_EXTRACT, QUEUE_INFER, QUEUE_TRAIN, QUEUE_MAINTENANCE)
