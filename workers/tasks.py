@@ -9,7 +9,7 @@ import dataclasses
 import logging
 
 from leximind.messaging import clear_infer_pending, wake_infer
-from leximind.queues import TASK_EXTRACT, TASK_INFER, TASK_SWEEP, TASK_TRAIN
+from leximind.queues import TASK_EXTRACT, TASK_INFER, TASK_RETENTION, TASK_SWEEP, TASK_TRAIN
 from workers.celery_app import app
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,14 @@ def sweep() -> dict:
     rt = get_runtime()
     counts = run_sweep(rt.database_url, app, settings=rt.settings, tuning=rt.tuning)
     return dataclasses.asdict(counts) | {"extract_wakeups": len(counts.extract_wakeups)}
+
+
+@app.task(name=TASK_RETENTION)
+def retention() -> dict:
+    from db.retention import purge
+    from workers.runtime import get_runtime
+
+    return dataclasses.asdict(purge(get_runtime().database_url))
 
 
 @app.task(name=TASK_TRAIN)
