@@ -178,3 +178,23 @@ def test_the_web_app_serves_metrics_without_a_session(app, alice):
     app.wsgi_app.token = "scrape-token-123456"
     assert protected.get("/metrics").status_code == 401
     assert protected.get("/metrics", headers={"Authorization": "Bearer scrape-token-123456"}).status_code == 200
+
+
+def test_beat_runs_retention_on_the_maintenance_queue(clean_db, owner_and_version, monkeypatch):
+    from leximind.messaging import ROUTES, make_celery
+    from leximind.queues import QUEUE_MAINTENANCE, TASK_RETENTION
+
+    entry = make_celery("redis://127.0.0.1:1/0").conf.beat_schedule["retention"]
+    assert entry["task"] == TASK_RETENTION and entry["options"]["queue"] == QUEUE_MAINTENANCE
+    assert ROUTES[TASK_RETENTION] == QUEUE_MAINTENANCE
+    seed(clean_db, owner_and_version, {"done": 3, "failed": 1}, finished_days_ago=40)
+    seed(clean_db, owner_and_version, {"done": 2}, finished_days_ago=2)
+    import workers.runtime
+    from workers.tasks import retention
+
+    monkeypatch.setenv("DATABASE_URL", clean_db)
+    monkeypatch.setattr(workers.runtime, "_runtime", None)
+    monkeypatch.delenv("LEXIMIND_RETENTION_DAYS", raising=False)
+    assert retention.run()["documents"] == 0  # no policy, nothing deleted
+    monkeypatch.setenv("LEXIMIND_RETENTION_DAYS", "30")
+    assert retention.run()["documents"] == 4
