@@ -42,6 +42,7 @@ from datetime import UTC, datetime, timedelta  # noqa: E402
 
 import psutil  # noqa: E402
 import psycopg  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 
 from db.accounts import create_user, issue_token  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
@@ -56,6 +57,9 @@ USERS = 10
 WAITING_JOBS = 40  # the newest jobs: still queued, so their pollers also pay for the queue position
 TOPICS = ("World", "Sports", "Business", "Sci/Tech")
 EMOTIONS = ("joy", "sadness", "anger", "fear", "surprise", "neutral")
+
+
+text_count = text("SELECT count(*) FROM documents WHERE owner_id = :owner")
 
 
 def _plain(url: str) -> str:
@@ -99,7 +103,8 @@ def populate(url: str, documents: int) -> list[Poller]:
     jobs = documents // DOCS_PER_JOB
     now = datetime.now(UTC)
     start = now - timedelta(days=30)
-    owners = [users[j % USERS].id for j in range(jobs)]
+    # user 0 owns every other job (over half of the documents): their history is the big one
+    owners = [users[0 if j % 2 == 0 else j % USERS].id for j in range(jobs)]
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         with cur.copy("COPY jobs (id, owner_id, created_at) FROM STDIN") as copy:
             for j in range(jobs):
@@ -279,6 +284,41 @@ def run_phase(port: int, requests: list[bytes], seconds: float, interval: float 
     return asyncio.run(main())
 
 
+def time_history(url: str, owner_email: str, repeats: int = 5) -> dict:
+    """Median milliseconds of db.history.list_documents (50 rows and the capped count) for typical filters."""
+    from sqlalchemy import select
+
+    from db.history import HistoryFilter, list_documents
+    from db.models import User
+
+    with session_scope(url) as session:
+        owner_id = session.scalar(select(User.id).where(User.email == owner_email))
+        total = session.execute(text_count, {"owner": owner_id}).scalar()
+        cases = {
+            "newest": {}, "oldest": {"sort": "oldest"}, "name": {"sort": "name"}, "topic": {"topic": "Sports"},
+            "emotion": {"emotion": "fear"}, "state": {"state": "queued"}, "search": {"q": "oil prices"},
+            "search_and_topic": {"q": "oil", "topic": "Business"},
+            "date_range": {"date_from": (datetime.now(UTC) - timedelta(days=10)).date(),
+                           "date_to": (datetime.now(UTC) - timedelta(days=9)).date()},
+        }
+        timings = {}
+        for name, extra in cases.items():
+            flt = HistoryFilter(owner_id=owner_id, **extra)
+            runs = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                list_documents(session, flt, limit=50)
+                runs.append(time.perf_counter() - started)
+            timings[name] = round(1000 * sorted(runs)[len(runs) // 2], 1)
+        far = list_documents(session, HistoryFilter(owner_id=owner_id), limit=50)
+        for _ in range(200):  # page 201: keyset pages cost what the first one costs
+            far = list_documents(session, HistoryFilter(owner_id=owner_id), after=far.next_cursor, limit=50)
+        started = time.perf_counter()
+        list_documents(session, HistoryFilter(owner_id=owner_id), after=far.next_cursor, limit=50)
+        timings["page_202"] = round(1000 * (time.perf_counter() - started), 1)
+    return {"owner_documents": total, "median_ms": timings}
+
+
 def http_get(path: str, token: str | None = None) -> bytes:
     auth = f"Authorization: Bearer {token}\r\n" if token else ""
     return f"GET {path} HTTP/1.1\r\nHost: bench\r\nAccept: application/json\r\n{auth}\r\n".encode()
@@ -292,6 +332,7 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between one poller's requests (paced)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--history-only", action="store_true", help="time the history queries, skip the pollers")
     parser.add_argument("--admin-url", default=os.environ.get("TEST_DATABASE_ADMIN_URL",
                                                                 "postgresql://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--broker-url", default=os.environ.get("BROKER_URL", "redis://127.0.0.1:6379/15"))
@@ -301,6 +342,11 @@ def main() -> None:
         started = time.perf_counter()
         pollers = populate(url, args.documents)
         populate_s = time.perf_counter() - started
+        history = time_history(url, "user0@bench.example")
+        if args.history_only:
+            print(json.dumps({"benchmark": "api_history", "documents": args.documents, "history": history,
+                              "load_avg": [round(x, 2) for x in os.getloadavg()]}))
+            return
         jobs = [http_get(f"/api/v1/jobs/{pollers[i % len(pollers)].job_id}", pollers[i % len(pollers)].token)
                 for i in range(args.clients)]
         health = [http_get("/healthz")] * args.clients
@@ -319,7 +365,7 @@ def main() -> None:
         "benchmark": "api_job_polling", "documents": args.documents, "clients": args.clients,
         "interval_s": args.interval, "gunicorn": f"{args.workers} workers x {args.threads} threads",
         "cpus": os.cpu_count(), "load_avg": [round(x, 2) for x in os.getloadavg()],
-        "populate_s": round(populate_s, 1), **phases,
+        "populate_s": round(populate_s, 1), "history": history, **phases,
         "ratios": {
             "paced_p99_vs_healthz": round(paced["p99_ms"] / floor["p99_ms"], 2),
             "saturated_rps_vs_healthz": round(phases["saturated"]["requests_per_s"]

@@ -22,7 +22,8 @@ from db.models import DocState, Document, Feedback, Job, ModelVersion, Result
 WAITING_STATES = (DocState.UPLOADED.value, DocState.EXTRACTING.value, DocState.QUEUED.value,
                   DocState.PROCESSING.value)
 FINISHED_STATES = (DocState.DONE.value, DocState.FAILED.value)
-COUNT_CAP = 10_000          # "10,000+" beyond this: an exact count of a huge filtered set is not worth a scan
+COUNT_CAP = 10_000          # "10,000+" beyond this: an exact count of a huge set is not worth a scan
+RESULT_COUNT_CAP = 1_000    # the same where a filter reads each document's latest result (a lookup per row)
 QUEUE_COUNT_CAP = 100_000
 THROUGHPUT_SAMPLE = 200     # finished documents the throughput estimate looks at
 THROUGHPUT_WINDOW_S = 600   # finishes older than this say nothing about the speed now
@@ -117,18 +118,24 @@ def _latest_result():
     )
 
 
-def _filtered(flt: HistoryFilter) -> Select:
+def _reads_results(flt: HistoryFilter) -> bool:
+    return bool(flt.topic or flt.emotion or flt.model_version)
+
+
+def _filtered(flt: HistoryFilter, *, rows: bool = True) -> Select:
+    """The filtered documents; `rows=False` selects only ids and joins results only if a filter needs them."""
     latest = _latest_result()
-    stmt = (
-        select(Document.id, Document.job_id, Document.filename, Document.title, Document.state,
-               Document.error_code, Document.error_message, Document.size_bytes, Document.created_at,
-               Document.finished_at, latest.c.result_id, latest.c.summary, latest.c.topic_label,
-               latest.c.topic_score, latest.c.emotion_labels, ModelVersion.name.label("model_version"))
-        .select_from(Document)
-        .outerjoin(latest, true())
-        .outerjoin(ModelVersion, ModelVersion.id == latest.c.model_version_id)
-        .where(Document.owner_id == flt.owner_id)
-    )
+    stmt = select(Document.id).select_from(Document)
+    if rows:
+        stmt = select(
+            Document.id, Document.job_id, Document.filename, Document.title, Document.state,
+            Document.error_code, Document.error_message, Document.size_bytes, Document.created_at,
+            Document.finished_at, latest.c.result_id, latest.c.summary, latest.c.topic_label,
+            latest.c.topic_score, latest.c.emotion_labels, ModelVersion.name.label("model_version"),
+        ).select_from(Document)
+    if rows or _reads_results(flt):
+        stmt = stmt.outerjoin(latest, true()).outerjoin(ModelVersion, ModelVersion.id == latest.c.model_version_id)
+    stmt = stmt.where(Document.owner_id == flt.owner_id)
     if flt.q.strip():
         stmt = stmt.where(Document.search.op("@@")(func.websearch_to_tsquery("english", flt.q.strip())))
     if flt.state:
@@ -194,10 +201,11 @@ def list_documents(session: Session, flt: HistoryFilter, *, after: str | None = 
     else:
         next_cursor = encode_cursor(rows[-1], flt.sort) if more and rows else None
         prev_cursor = encode_cursor(rows[0], flt.sort) if after and rows else None
+    cap = RESULT_COUNT_CAP if _reads_results(flt) else COUNT_CAP
     total = session.scalar(
-        select(func.count()).select_from(base.with_only_columns(Document.id).limit(COUNT_CAP + 1).subquery())
+        select(func.count()).select_from(_filtered(flt, rows=False).limit(cap + 1).subquery())
     ) or 0
-    return HistoryPage(rows, next_cursor, prev_cursor, min(total, COUNT_CAP), total > COUNT_CAP)
+    return HistoryPage(rows, next_cursor, prev_cursor, min(total, cap), total > cap)
 
 
 def iter_documents(session: Session, flt: HistoryFilter, batch: int = 1000) -> Iterator[HistoryRow]:
@@ -215,15 +223,15 @@ class FilterChoices:
 
 
 def filter_choices(session: Session) -> FilterChoices:
-    """The labels and versions there are to filter by: read off the newest result of each model version."""
+    """The labels and versions there are to filter by. Every result lists all of its version's topics and
+    emotions with their scores, so any one result per version will do (an index probe, not a sort)."""
     choices = FilterChoices()
     topics: set[str] = set()
     emotions: set[str] = set()
     for version_id, name in session.execute(select(ModelVersion.id, ModelVersion.name).order_by(ModelVersion.id)):
         choices.model_versions.append(name)
         sample = session.execute(
-            select(Result.topic_scores, Result.emotions)
-            .where(Result.model_version_id == version_id).order_by(Result.id.desc()).limit(1)
+            select(Result.topic_scores, Result.emotions).where(Result.model_version_id == version_id).limit(1)
         ).first()
         if sample is not None:
             topics.update(sample.topic_scores or {})
