@@ -4,6 +4,9 @@
   label evidence per token (``label_evidence``: naive-Bayes log-count ratios from the training labels,
   as in NBSVM, Wang & Manning 2012), so mean-pooled embeddings start out as useful features.
 - Head biases at the label priors (``prior_biases``): the first hundred steps are not spent learning them.
+- Heads fitted as linear probes (``linear_probe_heads``): logistic regression on the initial model's pooled
+  encoder states, then fine-tuned with everything else ("LP-FT", Kumar et al. 2022), so even a run cut
+  short by its time limit starts from a working classifier.
 - Residual-branch outputs scaled down (``shrink_residual_outputs``), so the untrained blocks start close to
   the identity and the mean-pooled embeddings reach the heads undisturbed (the GPT-2 / "zero-init the
   last layer of each residual block" habit).
@@ -125,3 +128,68 @@ def shrink_residual_outputs(model: Any, factor: float) -> None:
     for name, param in model.named_parameters():
         if name.endswith((".o.weight", ".ff.wo.weight")) and name.startswith(("encoder.", "decoder.")):
             param.mul_(factor)
+
+
+@torch.no_grad()
+def pooled_features(head: Any, model: Any, inputs: Sequence[Sequence[int]], batch_rows: int = 64) -> np.ndarray:
+    """(N, d_model) the head's pooled view of the encoder states of each input (token ids), in order."""
+    model.eval()
+    device = next(model.parameters()).device
+    order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
+    features = np.zeros((len(inputs), model.config.d_model), dtype=np.float32)
+    for start in range(0, len(order), batch_rows):
+        rows = order[start:start + batch_rows]
+        width = max(len(inputs[i]) for i in rows)
+        ids = torch.full((len(rows), width), model.config.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, i in enumerate(rows):
+            ids[r, : len(inputs[i])] = torch.as_tensor(inputs[i])
+            mask[r, : len(inputs[i])] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        features[rows] = head.pool(model.encode(ids, mask), mask).float().cpu().numpy()
+    return features
+
+
+@torch.no_grad()
+def linear_probe_heads(
+    model: Any,
+    topic_rows: tuple[Sequence[Sequence[int]], Sequence[int]] | None,
+    emotion_rows: tuple[Sequence[Sequence[int]], np.ndarray] | None,
+    *,
+    max_rows: int = 10000,
+    seed: int = 0,
+) -> None:
+    """Fit each head's projection by logistic regression on pooled features of training inputs.
+
+    topic_rows: (inputs, label index per input); emotion_rows: (inputs, (N, L) 0/1 matrix). Rows beyond
+    max_rows are sampled away (fixed seed). A label with no positive (or no negative) row keeps its bias."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(seed)
+
+    def sample(n: int) -> np.ndarray:
+        return np.sort(rng.choice(n, size=max_rows, replace=False)) if n > max_rows else np.arange(n)
+
+    if model.topic_head is not None and topic_rows and len(topic_rows[0]):
+        inputs, labels = topic_rows
+        keep = sample(len(inputs))
+        y = np.asarray(labels)[keep]
+        if len(set(y.tolist())) == len(model.config.topic_labels) >= 2:
+            x = pooled_features(model.topic_head, model, [inputs[i] for i in keep])
+            probe = LogisticRegression(C=1.0, max_iter=2000).fit(x, y)
+            weight, bias = probe.coef_, probe.intercept_
+            if weight.shape[0] == 1:  # two classes: scikit-learn keeps one row
+                weight, bias = np.vstack([-weight / 2, weight / 2]), np.array([-bias[0] / 2, bias[0] / 2])
+            model.topic_head.proj.weight.copy_(torch.from_numpy(weight).float())
+            model.topic_head.proj.bias.copy_(torch.from_numpy(bias).float())
+    if model.emotion_head is not None and emotion_rows and len(emotion_rows[0]):
+        inputs, gold = emotion_rows
+        keep = sample(len(inputs))
+        x = pooled_features(model.emotion_head, model, [inputs[i] for i in keep])
+        for column in range(gold.shape[1]):
+            y = gold[keep, column]
+            if y.min() == y.max():
+                continue
+            probe = LogisticRegression(C=1.0, max_iter=300).fit(x, y)  # lbfgs: dense features, fast
+            model.emotion_head.proj.weight[column] = torch.from_numpy(probe.coef_[0]).float()
+            model.emotion_head.proj.bias[column] = float(probe.intercept_[0])
