@@ -79,6 +79,11 @@ def run_training_run(
 ) -> None:
     """Run one training run to its end; the outcome (and any failure's reason) is recorded on the row."""
     worker = f"{socket.gethostname()}:{os.getpid()}"
+    device = device or settings.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         with session_scope(database_url) as session:
             params = dict(start_run(session, run_id, worker).params or {})
@@ -90,7 +95,7 @@ def run_training_run(
     checkpoints = settings.data_dir / "training" / f"run-{run_id}"
     try:
         state, metrics, version_id, message = _train_and_register(
-            database_url, run_id, params, settings, writer, checkpoints, device or settings.device
+            database_url, run_id, params, settings, writer, checkpoints, device
         )
     except Exception as exc:  # noqa: BLE001 - every failure ends the run with its reason, and is logged
         from model.training.trainer import TrainingCancelled
@@ -179,7 +184,7 @@ def _compare_with_active(active: ActiveInfo | None, outcome: Any, spec: Any, dev
     from model.training.evaluation import evaluate, held_out_score
 
     try:
-        artifact = load_artifact(active.path, device="cuda" if device == "cuda" else "cpu")
+        artifact = load_artifact(active.path, device=device)
         scores = evaluate(artifact.model, artifact.tokenizer, outcome.splits["dev"], outcome.splits["test"],
                           spec.eval, tasks=spec.train.tasks)
         scores.pop("emotion_thresholds", None)
