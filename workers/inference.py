@@ -20,6 +20,7 @@ Failure handling, by where it happens:
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -43,6 +44,10 @@ from workers.lease import LeaseHeartbeat
 from workers.tuning import JobTuning
 
 log = logging.getLogger(__name__)
+
+# set when this process is asked to stop (SIGTERM; workers/celery_app.py): the loop finishes the batch it is
+# running, hands back what it claimed but has not started, and claims nothing more
+stop_requested = threading.Event()
 
 
 class Predictor(Protocol):
@@ -127,6 +132,9 @@ def process_queue(
         if deadline is not None and report.rounds and time.monotonic() > deadline:
             report.stopped = True  # at least one claim per call, so every wake-up makes progress
             break
+        if stop_requested.is_set():
+            report.stopped = True
+            break
         with session_scope(database_url) as session:
             version = active_version(session)
         if version is None:
@@ -177,13 +185,15 @@ def _process_claim(
             if beat.lost:
                 log.warning("lease %s was taken over; dropping %d untried documents", lease, len(untried))
                 break
-            out_of_time = deadline is not None and index > 0 and time.monotonic() > deadline
+            stopping = stop_requested.is_set()
+            out_of_time = stopping or (deadline is not None and index > 0 and time.monotonic() > deadline)
             with session_scope(database_url) as session:
                 if out_of_time or active_version_id(session) != version.id:
                     report.released += release_documents(session, [i for g in untried for i in g.ids], lease)
                     report.stopped = report.stopped or out_of_time
-                    log.info("released %d untried documents (%s)", len(untried),
-                             "time is up" if out_of_time else "the active model changed")  # fmt: skip
+                    reason = ("the worker is stopping" if stopping
+                              else "time is up" if out_of_time else "the active model changed")
+                    log.info("released %d untried documents (%s)", len(untried), reason)
                     break
             outcomes = _predict_isolating(predictor, batch)
             if len(batch) > 1 and all(o.error is not None for o in outcomes):
