@@ -7,15 +7,19 @@ adds the tasks and the per-process start-up (load the model once per process, ne
 from __future__ import annotations
 
 import logging
+import os
+import signal
 
-from celery.signals import setup_logging, worker_process_init
+from celery.signals import setup_logging, task_prerun, worker_process_init, worker_shutting_down
 
 from leximind.messaging import default_broker_url, make_celery, wake_infer
-from leximind.queues import QUEUE_INFER
+from leximind.queues import QUEUE_INFER, TASK_INFER
 
 log = logging.getLogger(__name__)
 
 app = make_celery(default_broker_url())
+# main process -> pool processes: "stop after this batch" (billiard itself uses SIGUSR1 and SIGTERM)
+STOP_SIGNAL = signal.SIGUSR2
 
 
 @setup_logging.connect
@@ -31,10 +35,65 @@ def _init_worker_process(**_: object) -> None:
     from workers.runtime import consumes, init_process
 
     infer = consumes(app, QUEUE_INFER)
+    if infer:
+        from workers.inference import stop_requested
+
+        # the main process's warm shutdown asks with STOP_SIGNAL (billiard leaves that one alone)
+        signal.signal(STOP_SIGNAL, lambda *_: stop_requested.set())
     init_process(app, load_model=infer)
     if infer:
         # look at the queue once at start: documents may have been queued while no worker ran
         wake_infer(app)
+
+
+def _install_stop_handlers() -> None:
+    """In an inference pool process, SIGTERM (or STOP_SIGNAL) means: hand back the claim after this batch.
+
+    Pool processes otherwise leave at once on SIGTERM (systemd and ``kill -TERM -<pgid>`` signal the whole
+    group), leaving their claim to the lease expiry. billiard installs its own SIGTERM handler after
+    ``worker_process_init``, so this runs when an inference task starts; a second SIGTERM is handed to the
+    handler it replaced, which stops the process at once."""
+    from workers.inference import stop_requested
+
+    previous = signal.getsignal(signal.SIGTERM)
+    if getattr(previous, "leximind_stop", False):
+        return
+
+    def request_stop(signum: int, frame: object) -> None:
+        if signum == signal.SIGTERM and stop_requested.is_set():
+            if callable(previous):
+                previous(signum, frame)
+                return
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+        stop_requested.set()
+
+    request_stop.leximind_stop = True  # type: ignore[attr-defined]
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(STOP_SIGNAL, request_stop)
+
+
+@task_prerun.connect
+def _stoppable_inference(sender: object = None, **_: object) -> None:
+    if getattr(sender, "name", None) == TASK_INFER:
+        _install_stop_handlers()
+
+
+@worker_shutting_down.connect
+def _stop_inference_after_this_batch(**_: object) -> None:
+    """Warm shutdown (``docker stop`` signals the main process only): pool processes running inference hand
+    back what they claimed after their current batch, instead of draining the queue first."""
+    from billiard.process import active_children
+
+    from workers.runtime import consumes
+
+    if not consumes(app, QUEUE_INFER):
+        return
+    for child in active_children():
+        try:
+            os.kill(child.pid, STOP_SIGNAL)
+        except ProcessLookupError:
+            pass
 
 
 from workers import tasks  # noqa: E402,F401  (registers the tasks on ``app``)
