@@ -11,14 +11,14 @@ from pathlib import Path
 
 import torch
 
-# transformers T5Config arguments per shape
+# transformers T5Config arguments per shape, plus weight_scale (see build_reference)
 SHAPES: dict[str, dict] = {
     # tests: milliseconds per forward pass
     "tiny": dict(vocab_size=512, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4),
     # T5-small (original T5: ReLU FFN, head tied to the embedding)
     "small": dict(
         vocab_size=32128, d_model=512, d_kv=64, d_ff=2048, num_layers=6, num_heads=8,
-        feed_forward_proj="relu", tie_word_embeddings=True,
+        feed_forward_proj="relu", tie_word_embeddings=True, weight_scale=10.0,
     ),
     # FLAN-T5-base (gated-gelu FFN, untied head)
     "base": dict(
@@ -32,10 +32,14 @@ def build_reference(shape: str | dict, seed: int = 0, **overrides):
     """A randomly initialised T5ForConditionalGeneration in eval mode (fp32, CPU).
 
     transformers 5 ties the LM head to the embedding whatever the config says, so an untied shape gets its
-    own head here (as a FLAN-T5 checkpoint has); ``save_checkpoint`` writes it as a distinct tensor."""
+    own head here (as a FLAN-T5 checkpoint has); ``save_checkpoint`` writes it as a distinct tensor.
+    ``weight_scale`` multiplies every projection: with transformers' init, a tied T5-small says the pad token
+    forever (the start token's embedding dominates the residual stream and its own row wins the tied head),
+    which would make the token comparisons trivial; scaled by 10 its greedy outputs vary token to token."""
     from transformers import T5Config, T5ForConditionalGeneration
 
     args = {**(SHAPES[shape] if isinstance(shape, str) else shape), **overrides}
+    weight_scale = args.pop("weight_scale", 1.0)
     untied = args.get("tie_word_embeddings") is False
     config = T5Config(decoder_start_token_id=0, pad_token_id=0, eos_token_id=1, **args)
     generator_state = torch.random.get_rng_state()
@@ -45,6 +49,15 @@ def build_reference(shape: str | dict, seed: int = 0, **overrides):
         if untied:
             head = torch.randn(config.vocab_size, config.d_model) * config.d_model**-0.5
             model.lm_head.weight = torch.nn.Parameter(head)
+        if weight_scale != 1.0:
+            with torch.no_grad():
+                for name, param in model.named_parameters():
+                    if (
+                        param.dim() == 2
+                        and not name.startswith(("shared", "lm_head"))
+                        and "relative" not in name
+                    ):
+                        param.mul_(weight_scale)
     finally:
         torch.random.set_rng_state(generator_state)
     return model

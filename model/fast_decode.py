@@ -260,7 +260,7 @@ class GreedyDecoder:
         sync_every: int | None = None,  # steps between finished-flag reads; None: 8 with graphs, else 1
         key_block: int | None = None,  # self-attention key lengths are rounded up to this; None: 16 / 1
         source_block: int | None = None,  # encoder lengths are rounded up to this; None: 64 / 1
-        attention: str = "auto",  # "sdpa", "matmul" or "auto" (timed once on CUDA, "matmul" on a CPU)
+        attention: str = "auto",  # "sdpa", "matmul" or "auto" (lean on CUDA: timed once; else "sdpa")
         batch_ladder: bool | None = None,  # round batch sizes up to ladder_size(); None: with graphs
         cpu_threads: int | None = None,  # CPU: torch threads while decoding (restored after); None: as set
         lean: bool | None = None,  # fused norms and residual adds, no all-zero masks; None: in bf16 / fp16
@@ -276,13 +276,17 @@ class GreedyDecoder:
         self.use_graphs = on_cuda if use_cuda_graphs is None else use_cuda_graphs
         if self.use_graphs and not on_cuda:
             raise ValueError("CUDA graphs need the model on a CUDA device")
-        self.batch_ladder = self.use_graphs if batch_ladder is None else batch_ladder
-        self.sync_every = sync_every or (8 if self.use_graphs else 1)
-        self.key_block = key_block or (16 if self.use_graphs else 1)
-        self.source_block = source_block or (64 if self.use_graphs else 1)
-        self.attention = attention if attention != "auto" or on_cuda else "matmul"
         self.cpu_threads = cpu_threads if not on_cuda else None
         self.lean = self.dtype in (torch.bfloat16, torch.float16) if lean is None else lean
+        self.batch_ladder = self.use_graphs if batch_ladder is None else batch_ladder
+        self.sync_every = sync_every or (8 if self.use_graphs else 1)
+        # rounding lengths up bounds the number of graphs; exact (fp32) steps keep exact lengths, so their
+        # attention sums run over the same keys as the reference's
+        self.key_block = key_block or (16 if self.use_graphs and self.lean else 1)
+        self.source_block = source_block or (64 if self.use_graphs and self.lean else 1)
+        # exact (fp32) steps use the reference's kernel, so tokens match it (and transformers) bit for bit;
+        # lean steps on CUDA time both kinds on the first batch
+        self.attention = attention if attention != "auto" or (self.lean and on_cuda) else "sdpa"
         self._cross_masked = True
         self._batch: _LoadedBatch | None = None
         self.stats = DecodeStats(attention=self.attention)
