@@ -264,12 +264,11 @@ class GreedyDecoder:
         batch_ladder: bool | None = None,  # round batch sizes up to ladder_size(); None: with graphs
         cpu_threads: int | None = None,  # CPU: torch threads while decoding (restored after); None: as set
         lean: bool | None = None,  # fused norms and residual adds, no all-zero masks; None: in bf16 / fp16
-        weights: DecoderWeights | None = None,  # share one fused copy between decoders of one model
     ):
         if attention not in (*ATTENTION_KINDS, "auto"):
             raise ValueError(f"attention={attention!r}; use one of {ATTENTION_KINDS} or 'auto'")
         self.config = model.config
-        self.weights = weights or DecoderWeights(model)
+        self.weights = DecoderWeights(model)
         self.device = self.weights.embedding.device
         self.dtype = self.weights.embedding.dtype
         on_cuda = self.device.type == "cuda"

@@ -18,7 +18,6 @@ When labels.json says the heads are not trained yet, topic and emotions come fro
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +28,6 @@ import torch
 
 from model.artifacts import Artifact, load_artifact
 from model.batching import BatchBudget, plan_batches, split_evenly
-from model.decode_streams import DecoderStreams
 from model.fast_decode import GreedyDecoder
 from model.predictions import DocumentPrediction, EmotionScore, StageTimer, TopicPrediction
 
@@ -59,11 +57,9 @@ class PipelineConfig:
     max_batch_rows: int | None = None
     encoder_batch_tokens: int | None = None  # encoder sub-batches (bounds activation memory); None: default
     num_threads: int | None = None  # CPU: torch threads (encoder, heads); None: leave torch's setting
-    # CPU decoding: rows split across `decode_streams` decoders (None: one per core this process may use),
-    # each in its own thread with `decode_threads` torch threads. A step is hundreds of small ops; with more
-    # than one torch thread each op ends in a barrier that stalls for a scheduler time slice whenever another
-    # process holds a core (see docs/performance.md), while separate streams keep every core busy anyway.
-    decode_streams: int | None = None
+    # CPU: torch threads while decoding. A step is hundreds of small ops; with more than one thread each op
+    # ends in a barrier that stalls for a scheduler time slice whenever another process holds a core (see
+    # docs/performance.md). More cores pay off as more worker processes, not as threads inside a step.
     decode_threads: int = 1
     use_cuda_graphs: bool | None = None  # None: on CUDA
     dtype: str | None = None  # "bfloat16", "float32", ...; None: bfloat16 on CUDA, float32 on a CPU
@@ -120,14 +116,9 @@ class Pipeline:
         self.heads_trained = bool(self.labels.get("heads_trained", False))
         self.stage_seconds: dict[str, float] = {}  # totals per stage since construction (benchmarks)
 
-    def _make_decoder(self) -> GreedyDecoder | DecoderStreams:
+    def _make_decoder(self) -> GreedyDecoder:
         c = self.config
-        if self.device.type == "cuda":
-            return GreedyDecoder(self.model, use_cuda_graphs=c.use_cuda_graphs)
-        streams = min(c.decode_streams or len(os.sched_getaffinity(0)), self.budget.max_rows)
-        if streams > 1:
-            return DecoderStreams(self.model, streams, threads=c.decode_threads)
-        return GreedyDecoder(self.model, cpu_threads=c.decode_threads)
+        return GreedyDecoder(self.model, use_cuda_graphs=c.use_cuda_graphs, cpu_threads=c.decode_threads)
 
     @classmethod
     def for_model(

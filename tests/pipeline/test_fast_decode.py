@@ -181,21 +181,3 @@ def test_shared_fusion_keeps_the_model_intact():
     assert block.self_attn.k.weight.data_ptr() == fused[q_values.shape[0] :].data_ptr()
     assert torch.equal(block.self_attn.q.weight, q_values)
     assert model.generate(ids, mask, max_new_tokens=12).tolist() == before.tolist()
-
-
-@pytest.mark.parametrize("streams", [2, 3, 20])
-def test_parallel_streams_equal_one_decoder(model, reference, streams):
-    from model.decode_streams import DecoderStreams
-
-    ids, mask = ragged_batch()
-    decoder = DecoderStreams(model, streams)
-    threads = torch.get_num_threads()
-    with torch.no_grad():
-        states = model.encode(ids, mask)
-        decoder.prepare(ids.shape[0], ids.shape[1], 30, padded=True)
-        for first in range(0, ids.shape[0], 5):  # encoder blocks that straddle the streams' row ranges
-            decoder.load(first, states[first : first + 5], mask[first : first + 5])
-        got = decoder.decode(0)
-    assert got.tolist() == reference[0].tolist()
-    assert torch.get_num_threads() == threads
-    assert decoder.stats.tokens == sum(s or 30 for s in stop_steps(got))

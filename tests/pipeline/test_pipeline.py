@@ -30,8 +30,7 @@ def test_results_in_input_order_and_independent_of_batching(artifact, documents)
     for config in (
         dict(max_batch_rows=2),
         dict(max_batch_rows=8, max_batch_tokens=100_000),
-        dict(max_batch_rows=8, max_batch_tokens=100_000, decode_streams=1),
-        dict(max_batch_rows=8, max_batch_tokens=100_000, decode_streams=3),
+        dict(max_batch_rows=8, max_batch_tokens=100_000, decode_threads=2),
         dict(max_batch_tokens=64),
     ):
         batched = make(artifact, **config).run(documents)
