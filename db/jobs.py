@@ -258,10 +258,10 @@ def complete_documents(
     ).all()
     if ids:
         rows = [{"document_id": i, "model_version_id": model_version_id, **values_by_id[i]} for i in ids]
+        # executemany form: one cached statement, batched by insertmanyvalues (a multi-VALUES literal
+        # would be compiled anew for every batch size)
         session.execute(
-            insert(Result)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["document_id", "model_version_id"])
+            insert(Result).on_conflict_do_nothing(index_elements=["document_id", "model_version_id"]), rows
         )
     return sorted(ids)
 

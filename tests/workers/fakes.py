@@ -5,28 +5,36 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 POISON = "<<poison>>"
 
 
+@dataclass(frozen=True)
+class FakeTopic:
+    label: str
+    score: float
+    scores: dict[str, float]
+
+
+@dataclass(frozen=True)
+class FakeEmotion:
+    label: str
+    score: float
+    threshold: float
+    selected: bool
+
+
 @dataclass
 class FakePrediction:
-    summary: str
-    topic: str = "tech"
-    timings: dict[str, float] = field(default_factory=lambda: {"total_s": 0.001})
+    """Shaped like ``model.predictions.DocumentPrediction`` (the attributes the worker reads)."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "summary": self.summary,
-            "topic": {"label": self.topic, "score": 0.9, "scores": {self.topic: 0.9, "sport": 0.1}},
-            "emotions": [
-                {"label": "joy", "score": 0.2, "threshold": 0.5, "selected": False},
-                {"label": "neutral", "score": 0.8, "threshold": 0.5, "selected": True},
-            ],
-            "timings": self.timings,
-            "model_version": "fake",
-        }
+    summary: str
+    topic: FakeTopic = field(default_factory=lambda: FakeTopic("tech", 0.9, {"tech": 0.9, "sport": 0.1}))
+    emotions: list[FakeEmotion] = field(
+        default_factory=lambda: [FakeEmotion("joy", 0.2, 0.5, False), FakeEmotion("neutral", 0.8, 0.5, True)]
+    )
+    timings: dict[str, float] = field(default_factory=lambda: {"total_s": 0.001})
+    model_version: str = "fake"
 
 
 @dataclass
