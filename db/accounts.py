@@ -1,7 +1,9 @@
-"""Users, passwords and API tokens. Callers own the session (and commit).
+"""Users, passwords, API tokens and browser sessions. Callers own the session (and commit).
 
 Passwords are hashed with werkzeug.security (scrypt). An API token is shown to its owner once; only the
-sha256 of the secret is stored, so a leaked database does not leak usable tokens.
+sha256 of the secret is stored, so a leaked database does not leak usable tokens. A browser sign-in is a
+token too (prefix `lms_`, kept inside the signed session cookie): signing out revokes it, so a copy of the
+cookie stops working at once, and "sign out everywhere" is one UPDATE.
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from db.models import ApiToken, Role, User
 
 TOKEN_PREFIX = "lm_"
+SESSION_PREFIX = "lms_"
+SESSION_NAME = "browser session"
 MIN_PASSWORD_LENGTH = 8
 # A fixed hash to compare against when the email is unknown, so sign-in takes as long either way.
 _DUMMY_HASH = generate_password_hash("not-a-real-password")
@@ -90,9 +94,9 @@ def set_password(session: Session, user: User, password: str) -> None:
     session.flush()
 
 
-def issue_token(session: Session, user_id: int, name: str) -> IssuedToken:
+def issue_token(session: Session, user_id: int, name: str, *, prefix: str = TOKEN_PREFIX) -> IssuedToken:
     name = name.strip() or "API token"
-    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    secret = prefix + secrets.token_urlsafe(32)
     token = ApiToken(user_id=user_id, name=name[:100], prefix=secret[:10], token_hash=hash_token(secret))
     session.add(token)
     session.flush()
@@ -104,6 +108,7 @@ class TokenOwner:
     id: int
     email: str
     role: str
+    token_created_at: datetime
 
     @property
     def is_admin(self) -> bool:
@@ -112,7 +117,8 @@ class TokenOwner:
 
 # built once: every API call runs it, and building a statement costs more than running this one
 _TOKEN_OWNER = (
-    select(User.id, User.email, User.role, ApiToken.id.label("token_id"), ApiToken.last_used_at)
+    select(User.id, User.email, User.role, ApiToken.id.label("token_id"), ApiToken.created_at,
+           ApiToken.last_used_at)
     .join(ApiToken, ApiToken.user_id == User.id)
     .where(ApiToken.token_hash == bindparam("token_hash"), ApiToken.revoked_at.is_(None),
            User.is_active.is_(True))
@@ -131,11 +137,42 @@ def user_for_token(session: Session, secret: str) -> TokenOwner | None:
     if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
         session.execute(update(ApiToken).where(ApiToken.id == row.token_id).values(last_used_at=now))
         session.info["token_touched"] = True
-    return TokenOwner(row.id, row.email, row.role)
+    return TokenOwner(row.id, row.email, row.role, row.created_at)
+
+
+def _is_session(prefix_column):
+    return prefix_column.startswith(SESSION_PREFIX, autoescape=True)
 
 
 def list_tokens(session: Session, user_id: int) -> list[ApiToken]:
-    return list(session.scalars(select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id.desc())))
+    """The user's API tokens (browser sessions are not listed)."""
+    return list(session.scalars(
+        select(ApiToken).where(ApiToken.user_id == user_id, ~_is_session(ApiToken.prefix)).order_by(ApiToken.id.desc())
+    ))
+
+
+def start_session(session: Session, user_id: int) -> str:
+    """A browser sign-in: its secret goes into the signed session cookie."""
+    return issue_token(session, user_id, SESSION_NAME, prefix=SESSION_PREFIX).secret
+
+
+def end_session(session: Session, secret: str) -> None:
+    session.execute(update(ApiToken).where(ApiToken.token_hash == hash_token(secret), ApiToken.revoked_at.is_(None))
+                    .values(revoked_at=datetime.now(UTC)))
+
+
+def count_sessions(session: Session, user_id: int) -> int:
+    return session.scalar(select(func.count()).select_from(ApiToken).where(
+        ApiToken.user_id == user_id, _is_session(ApiToken.prefix), ApiToken.revoked_at.is_(None))) or 0
+
+
+def end_other_sessions(session: Session, user_id: int, keep_secret: str | None) -> int:
+    """Sign the user out of every browser but this one; returns how many sessions ended."""
+    query = update(ApiToken).where(ApiToken.user_id == user_id, _is_session(ApiToken.prefix),
+                                   ApiToken.revoked_at.is_(None))
+    if keep_secret:
+        query = query.where(ApiToken.token_hash != hash_token(keep_secret))
+    return session.execute(query.values(revoked_at=datetime.now(UTC))).rowcount
 
 
 def revoke_token(session: Session, user_id: int, token_id: int) -> bool:

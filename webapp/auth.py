@@ -1,12 +1,16 @@
 """Who is asking: session sign-in (Flask-Login) for pages, `Authorization: Bearer` tokens for the API.
 
-A request that carries a bearer token is judged by the token alone: a session cookie riding along is
-ignored, so a revoked token never falls back to a browser session. Roles: user and admin.
+A browser session is a server-side record (a `lms_` token, db.accounts.start_session) whose secret is the
+Flask-Login id inside the signed cookie: signing out revokes it, so a copied cookie dies with it, and a
+session older than PERMANENT_SESSION_LIFETIME is refused. A request that carries a bearer token is judged
+by the token alone: a session cookie riding along is ignored, so a revoked token never falls back to a
+browser session; session secrets are not bearer tokens, nor API tokens session ids. Roles: user and admin.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
 
@@ -27,14 +31,20 @@ class SignedInUser(UserMixin):
     email: str
     role: str
     via_token: bool = False
+    session_secret: str | None = None  # the browser session's record (None for API tokens)
 
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
 
+    def get_id(self) -> str:
+        """What Flask-Login keeps in the cookie: the session's secret, never the bare user id."""
+        return self.session_secret or ""
+
     @classmethod
-    def from_row(cls, user: User | accounts.TokenOwner, via_token: bool = False) -> SignedInUser:
-        return cls(id=user.id, email=user.email, role=user.role, via_token=via_token)
+    def from_row(cls, user: User | accounts.TokenOwner, *, via_token: bool = False,
+                 session_secret: str | None = None) -> SignedInUser:
+        return cls(id=user.id, email=user.email, role=user.role, via_token=via_token, session_secret=session_secret)
 
 
 def bearer_token() -> str | None:
@@ -51,15 +61,22 @@ def is_api_request() -> bool:
     return request.path.startswith("/api/")
 
 
+def _owner(secret: str) -> accounts.TokenOwner | None:
+    session = get_db()
+    owner = accounts.user_for_token(session, secret)
+    if session.info.pop("token_touched", False):
+        session.commit()  # last_used_at
+    return owner
+
+
 @login_manager.user_loader
-def _load_session_user(user_id: str) -> SignedInUser | None:
-    if has_bearer_header():
+def _load_session_user(secret: str) -> SignedInUser | None:
+    if has_bearer_header() or not secret.startswith(accounts.SESSION_PREFIX):
         return None
-    try:
-        user = accounts.get_user(get_db(), int(user_id))
-    except ValueError:
+    owner = _owner(secret)
+    if owner is None or datetime.now(UTC) - owner.token_created_at > current_app.permanent_session_lifetime:
         return None
-    return SignedInUser.from_row(user) if user is not None and user.is_active else None
+    return SignedInUser.from_row(owner, session_secret=secret)
 
 
 @login_manager.request_loader
@@ -69,10 +86,7 @@ def _load_token_user(_request: Any) -> SignedInUser | None:
         if has_bearer_header():
             g.auth_error = "malformed_token"
         return None
-    session = get_db()
-    user = accounts.user_for_token(session, secret)
-    if session.info.pop("token_touched", False):
-        session.commit()  # last_used_at
+    user = None if secret.startswith(accounts.SESSION_PREFIX) else _owner(secret)
     if user is None:
         g.auth_error = "invalid_token"
         return None

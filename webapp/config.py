@@ -57,6 +57,7 @@ def flask_config(settings: Settings) -> dict[str, Any]:
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_SECURE": secure_cookies,
         "PERMANENT_SESSION_LIFETIME": 14 * 24 * 3600,
+        "REMEMBER_COOKIE_DURATION": 14 * 24 * 3600,
         # we decide per request (bearer-token API calls are exempt); a form token lives as long as the session
         "WTF_CSRF_CHECK_DEFAULT": False,
         "WTF_CSRF_TIME_LIMIT": None,

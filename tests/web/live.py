@@ -7,6 +7,7 @@ Training runs are advanced by hand through db.training_runs, as the training job
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
@@ -57,22 +58,33 @@ EMOTION_WORDS = {"joy": ("win", "great", "happy", "good"), "sadness": ("loss", "
 EMOTIONS = ("joy", "sadness", "anger", "fear", "surprise", "neutral")
 
 
+@dataclass(frozen=True)
+class Topic:
+    label: str
+    score: float
+    scores: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Emotion:
+    label: str
+    score: float
+    threshold: float
+    selected: bool
+
+
 @dataclass
 class KeywordPrediction:
+    """Shaped like model.predictions.DocumentPrediction (docs/contracts.md), without importing model/."""
+
     summary: str
-    topic_scores: dict[str, float]
-    emotion_scores: dict[str, float]
+    topic: Topic
+    emotions: list[Emotion]
+    model_version: str
     timings: dict[str, float] = field(default_factory=lambda: {"encode_s": 0.004, "generate_s": 0.021})
 
     def to_dict(self) -> dict[str, Any]:
-        label = max(self.topic_scores, key=self.topic_scores.get)
-        return {
-            "summary": self.summary,
-            "topic": {"label": label, "score": self.topic_scores[label], "scores": self.topic_scores},
-            "emotions": [{"label": e, "score": s, "threshold": 0.5, "selected": s >= 0.5}
-                         for e, s in self.emotion_scores.items()],
-            "timings": self.timings,
-        }
+        return dataclasses.asdict(self)
 
 
 class KeywordPredictor:
@@ -85,8 +97,7 @@ class KeywordPredictor:
         time.sleep(self.delay_s)
         return [self._predict(text) for text in texts]
 
-    @staticmethod
-    def _predict(text: str) -> KeywordPrediction:
+    def _predict(self, text: str) -> KeywordPrediction:
         words = re.findall(r"[a-z]+", text.lower())
         counts = {topic: sum(w.startswith(k) for w in words for k in keys) for topic, keys in TOPIC_WORDS.items()}
         counts["World"] = 1
@@ -102,7 +113,11 @@ class KeywordPredictor:
             emotions["neutral"] = 0.72
         sentences = re.split(r"(?<=[.!?])\s+", " ".join(text.split()))
         summary = " ".join(sentences[:2])[:280] or "(empty)"
-        return KeywordPrediction(summary, topics, emotions)
+        label = max(topics, key=topics.get)
+        ranked = sorted(emotions.items(), key=lambda item: -item[1])
+        return KeywordPrediction(
+            summary, Topic(label, topics[label], topics),
+            [Emotion(e, score, 0.5, score >= 0.5) for e, score in ranked], self.version)
 
 
 class StandInWorker:

@@ -18,6 +18,7 @@ POLICY = {
     "static": "public", "health.healthz": "public", "health.readyz": "public", "api.meta.openapi": "public",
     "auth.login": "public",
     "auth.logout": "user", "auth.account": "user", "auth.create_token": "user", "pages.home": "user",
+    "auth.end_other_sessions": "user",
     "pages.upload": "user", "pages.upload_files": "user", "pages.jobs": "user", "documents.history": "user",
     "documents.export": "user", "api.documents.upload": "user", "api.documents.index": "user",
     "api.jobs.index": "user", "api.training.list_models": "user",

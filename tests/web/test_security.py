@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 import pytest
 from celery import Celery
@@ -187,3 +188,51 @@ def test_readiness_says_when_the_broker_is_down(app_factory):
     assert response.status_code == 503
     checks = response.get_json()["checks"]
     assert checks["database"]["ok"] and not checks["broker"]["ok"] and "unreachable" in checks["broker"]["detail"]
+
+
+def _session_cookie(client) -> str:
+    return client.get_cookie("session").value
+
+
+def _signed_in_with(app, cookie: str) -> bool:
+    other = app.test_client()
+    other.set_cookie("session", cookie)
+    return other.get("/account").status_code == 200
+
+
+def test_signing_out_ends_the_session_on_the_server(app, client, alice):
+    token = sign_in(client, alice)
+    copied = _session_cookie(client)
+    assert _signed_in_with(app, copied)
+    assert "lms_" not in client.get("/account").get_data(as_text=True)  # sessions are not listed as API tokens
+    client.post("/logout", data={"csrf_token": token})
+    assert not _signed_in_with(app, copied)
+
+
+def test_sign_out_everywhere_else(app, alice):
+    first, second = app.test_client(), app.test_client()
+    token = sign_in(first, alice)
+    sign_in(second, alice)
+    page = first.get("/account").get_data(as_text=True)
+    assert "signed in on 2 browsers" in page
+    first.post("/account/sessions/end-others", data={"csrf_token": token})
+    assert first.get("/account").status_code == 200
+    assert second.get("/account").status_code == 302
+
+
+def test_a_session_secret_is_not_an_api_token(app, client, alice):
+    from flask.sessions import SecureCookieSessionInterface  # the cookie is signed; its content is readable
+
+    sign_in(client, alice)
+    serializer = SecureCookieSessionInterface().get_signing_serializer(app)
+    secret = serializer.loads(_session_cookie(client))["_user_id"]
+    assert secret.startswith("lms_")
+    assert client.get("/api/v1/jobs", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
+
+
+def test_old_sessions_are_refused(app_factory, alice):
+    app = app_factory(PERMANENT_SESSION_LIFETIME=1)
+    client = app.test_client()
+    sign_in(client, alice)
+    time.sleep(1.5)
+    assert client.get("/account").status_code == 302

@@ -30,9 +30,12 @@ def login():
         return redirect(safe_next(request.args.get("next")))
     form = LoginForm()
     if form.validate_on_submit():
-        user = accounts.authenticate(get_db(), form.email.data, form.password.data)
+        session = get_db()
+        user = accounts.authenticate(session, form.email.data, form.password.data)
         if user is not None:
-            login_user(SignedInUser.from_row(user), remember=form.remember.data)
+            secret = accounts.start_session(session, user.id)
+            session.commit()
+            login_user(SignedInUser.from_row(user, session_secret=secret), remember=form.remember.data)
             return redirect(safe_next(request.args.get("next")))
         flash("That email and password do not match an account. Check both and try again.", "error")
     return render_template("login.html", form=form), 200 if request.method == "GET" else 400
@@ -40,6 +43,11 @@ def login():
 
 @bp.post("/logout")
 def logout():
+    """Ends this browser's session record too: a copy of the cookie stops working with it."""
+    if current_user.session_secret:
+        session = get_db()
+        accounts.end_session(session, current_user.session_secret)
+        session.commit()
     logout_user()
     flash("You are signed out.", "info")
     return redirect(url_for("auth.login"))
@@ -49,7 +57,7 @@ def _account_page(new_token: str | None = None, status: int = 200):
     session = get_db()
     return render_template(
         "account.html", tokens=accounts.list_tokens(session, current_user.id), token_form=TokenForm(formdata=None),
-        action_form=ActionForm(), new_token=new_token,
+        action_form=ActionForm(), new_token=new_token, sessions=accounts.count_sessions(session, current_user.id),
     ), status
 
 
@@ -77,6 +85,15 @@ def revoke_token(token_id: int):
         raise UserError(404, "not_found", "That token does not exist, is not yours or is already revoked.")
     session.commit()
     flash("Token revoked. Programs using it can no longer sign in.", "info")
+    return redirect(url_for("auth.account"))
+
+
+@bp.post("/account/sessions/end-others")
+def end_other_sessions():
+    session = get_db()
+    ended = accounts.end_other_sessions(session, current_user.id, current_user.session_secret)
+    session.commit()
+    flash(f"Signed out of {ended} other browser{'' if ended == 1 else 's'}.", "info")
     return redirect(url_for("auth.account"))
 
 
