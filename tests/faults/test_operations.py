@@ -19,8 +19,6 @@ from db.versions import register_version
 from leximind.logging_setup import REDACTED, configure_logging, known_secrets, redact
 from leximind.metrics import MetricsMiddleware
 
-NOW = datetime.now(UTC)
-
 
 @pytest.fixture()
 def owner_and_version(clean_db: str) -> tuple[int, int]:
@@ -46,11 +44,11 @@ def seed(database_url: str, owner_and_version: tuple[int, int], states: dict[str
         for state, chosen in by_state.items():
             values: dict = {"state": state}
             if state in (DocState.DONE.value, DocState.FAILED.value):
-                values["finished_at"] = NOW - timedelta(days=finished_days_ago)
+                values["finished_at"] = datetime.now(UTC) - timedelta(days=finished_days_ago)
             if state == DocState.FAILED.value:
                 values |= {"error_code": "corrupt_file", "error_message": "The file is damaged."}
             if state in (DocState.PROCESSING.value, DocState.EXTRACTING.value):
-                values |= {"lease_owner": "gone/1", "lease_expires_at": NOW - timedelta(minutes=1)}
+                values |= {"lease_owner": "gone/1", "lease_expires_at": datetime.now(UTC) - timedelta(minutes=1)}
             session.execute(update(Document).where(Document.id.in_(chosen)).values(**values))
     done = by_state.get(DocState.DONE.value, [])
     for size in batch_sizes:  # one transaction per batch, as the inference loop writes them
@@ -146,12 +144,12 @@ def test_retention_deletes_old_finished_documents_only(clean_db, owner_and_versi
     recent = seed(clean_db, owner_and_version, {"done": 3}, finished_days_ago=1)
     with session_scope(clean_db) as session:
         old_done = session.scalars(select(Document.id).where(Document.state == "done",
-                                                             Document.finished_at < NOW - timedelta(days=30))).all()
+                                                             Document.finished_at < datetime.now(UTC) - timedelta(days=30))).all()
         corrected = old_done[0]
         session.add(Feedback(document_id=corrected, user_id=session.get(Document, corrected).owner_id,
                              topic_label="sport"))
-        session.execute(update(Job).values(created_at=NOW - timedelta(days=41)))
-        session.execute(update(Blob).values(created_at=NOW - timedelta(days=41)))
+        session.execute(update(Job).values(created_at=datetime.now(UTC) - timedelta(days=41)))
+        session.execute(update(Blob).values(created_at=datetime.now(UTC) - timedelta(days=41)))
         before = session.scalar(select(func.count()).select_from(Blob))
     assert purge(clean_db, RetentionPolicy(days=0)).documents == 0  # off by default
 
