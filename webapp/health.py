@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from webapp.auth import public
 from webapp.database import get_db
+from webapp.extensions import limiter
 from webapp.queue import celery_client
 
 bp = Blueprint("health", __name__)
@@ -59,6 +60,7 @@ def healthz():
 
 @bp.get("/readyz")
 @public
+@limiter.limit("120 per minute")  # each call broadcasts a ping to the workers: not for hammering
 def readyz():
     checks = {"database": _timed(_database), "broker": _timed(_broker)}
     # asking workers goes through the broker: skip it when the broker is down
