@@ -31,9 +31,9 @@ def row(figures: dict) -> str:
     details = figures.get("details", {})
     if name in NOTES:
         note = NOTES[name](details)
-    elif name.startswith("graceful-shutdown"):
-        note = (f"stopped in {details['stop_s']} s, {details['processing_after_stop']} left processing, "
-                f"{details['states_after_stop'].get('done', 0)} done at the stop")
+    elif name == "graceful-shutdown":
+        note = "; ".join(f"SIGTERM to the {how}: stopped in {s['stop_s']} s, {s['processing_after_stop']} left "
+                         f"processing, {s['done_at_stop']} done at the stop" for how, s in details["stops"].items())
     else:
         note = ""
     return (f"| {name} | {figures['documents_in']} | {figures['done']} | {figures['failed']} ({failed}) | "

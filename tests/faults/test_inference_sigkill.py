@@ -21,7 +21,7 @@ from tests.faults.conftest import news_documents
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.timeout(480)]
 
 DOCUMENTS = 1000
-KILLS = 4
+KILLS = 3
 INFER_ENV = {"LEXIMIND_CLAIM_BATCH": "64", "LEXIMIND_INFER_BATCH": "16"}
 
 
