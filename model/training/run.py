@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import random
 import tempfile
 import time
@@ -80,6 +81,8 @@ class RunSpec:
     # the whole run (loading, training, evaluation, baselines) should end within this many seconds: training
     # gets what is left after loading, less a reserve for what follows (see training_budget)
     time_limit_s: float | None = None
+    # passes over the train split; when set it decides train.max_steps once the split's size is known
+    epochs: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -142,6 +145,14 @@ def spec_from_params(params: dict[str, Any]) -> RunSpec:
         if nested in base or nested in params:
             merged[nested] = {**base.get(nested, {}), **params.get(nested, {})}
     return RunSpec.from_dict(merged)
+
+
+def steps_for_epochs(epochs: float, train_examples: int, train: TrainConfig) -> int:
+    """Optimizer steps for `epochs` passes over the train split (batches are at most batch_size rows)."""
+    if epochs <= 0:
+        raise RunSpecError(f"epochs must be positive, got {epochs}")
+    rows_per_step = train.batch_size * train.grad_accum_steps
+    return max(1, math.ceil(epochs * train_examples / rows_per_step))
 
 
 @dataclass
@@ -288,6 +299,9 @@ def train_version(
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     started = time.perf_counter()
     splits = load_splits(spec, shared_root, extra_examples)
+    if spec.epochs is not None:
+        spec.train.max_steps = steps_for_epochs(spec.epochs, len(splits["train"]), spec.train)
+        log.info("%s epochs over %d examples: %d steps", spec.epochs, len(splits["train"]), spec.train.max_steps)
     model, tokenizer, base_labels = initial_model(spec, splits["train"], shared_root)
     if spec.train.mode == "lora":
         model = with_lora(model, spec.train.lora_rank, spec.train.lora_alpha)
