@@ -5,7 +5,6 @@ limit are in tests/web (test_authorization.py, test_security.py); this adds what
 """
 from __future__ import annotations
 
-import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import update
 
@@ -45,8 +44,6 @@ def test_a_session_from_before_sign_in_never_becomes_signed_in(app, client, alic
     assert not signed_in(app, planted)
 
 
-@pytest.mark.xfail(strict=True, reason="sessions are signed cookies with no server-side record: a copy made "
-                   "before sign-out stays valid for PERMANENT_SESSION_LIFETIME (docs/reliability.md, findings)")
 def test_signing_out_ends_the_session_even_for_a_copied_cookie(app, client, alice):
     token = sign_in(client, alice)
     stolen = cookie(client)
