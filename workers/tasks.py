@@ -36,7 +36,7 @@ def extract_documents(document_ids: int | list[int]) -> dict[str, str]:
 
 @app.task(name=TASK_INFER)
 def infer_wakeup() -> dict:
-    from workers.inference import process_queue
+    from workers.inference import process_queue, stop_requested
     from workers.model_resolution import ensure_model
     from workers.runtime import get_runtime
 
@@ -53,8 +53,10 @@ def infer_wakeup() -> dict:
         max_seconds=rt.tuning.infer_task_seconds,
         on_full_claim=lambda: wake_infer(app),
     )
-    if report.stopped:
-        wake_infer(app, force=True)  # the rest of the queue goes on with the next message
+    if report.stopped and not stop_requested.is_set():
+        wake_infer(app, force=True)  # out of time: the rest of the queue goes on with the next message
+    elif report.released:
+        wake_infer(app)  # this process is stopping: a peer takes what it handed back (no re-wake loop)
     return dataclasses.asdict(report)
 
 
