@@ -8,7 +8,7 @@ QUEUE_INFER = "infer"            # GPU: claim queued documents, run the model in
 QUEUE_TRAIN = "train"            # GPU: training runs, one at a time
 QUEUE_MAINTENANCE = "maintenance"  # sweeper, retention
 
-TASK_EXTRACT = "leximind.extract_document"   # args: [document_id]
+TASK_EXTRACT = "leximind.extract_document"   # args: [document_id] or [[document_ids]]
 TASK_INFER = "leximind.infer_wakeup"         # args: [] (a wake-up: the worker claims from Postgres)
 TASK_TRAIN = "leximind.run_training"         # args: [training_run_id]
 TASK_SWEEP = "leximind.sweep"                # args: []
