@@ -220,6 +220,7 @@ def run_ours(pipeline: Pipeline, docs: list[list[int]], device) -> tuple[list, f
         "attention": stats.attention,
         "attention_ms": stats.attention_ms,
         "graph_error": stats.graph_error,
+        "cpu_threads": stats.cpu_threads,
     }
     return outputs, seconds, work
 
@@ -291,6 +292,7 @@ def choose_stop_token(model, sample, args, device, target: float = 0.4) -> int:
     pipeline = make_pipeline(model, len(sample), args.in_len, args.out_len, args.out_len, device)
     out = torch.tensor(pipeline.generate_ids(sample))  # (R, N), all full length
     del pipeline
+    release(device)
     rows, steps = out.shape
     first = torch.full((rows, model.config.vocab_size), steps)
     first.scatter_reduce_(1, out, torch.arange(steps).expand(rows, steps).contiguous(), reduce="amin")

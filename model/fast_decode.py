@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -234,10 +235,36 @@ class DecodeStats:
     attention: str = ""
     attention_ms: dict[str, float] = field(default_factory=dict)  # one step per kernel kind, when timed
     graph_error: str = ""  # why decoding fell back to eager steps, if it did
+    cpu_threads: int = 0  # CPU, decode_threads "auto": the thread count the last call chose
 
     @property
     def wasted_fraction(self) -> float:
         return 0.0 if self.row_steps == 0 else 1.0 - self.tokens / self.row_steps
+
+
+class _ThreadProbe:
+    """Times `steps_each` decoding steps with each candidate thread count, then keeps the fastest for the rest
+    of the call. On a CPU shared with other processes the answer changes from minute to minute: a step is
+    hundreds of small ops, and with several threads each op ends in a barrier that waits a scheduler time
+    slice whenever another process holds a core; on idle cores the threads split the weight reads."""
+
+    def __init__(self, candidates: list[int], steps_each: int = 2):
+        self.candidates, self.steps_each = candidates, steps_each
+        self.seconds = [0.0] * len(candidates)
+        self.choice: int | None = None
+        self._started = 0.0
+
+    def before(self, step: int) -> None:
+        if step < self.steps_each * len(self.candidates):
+            torch.set_num_threads(self.candidates[step // self.steps_each])
+            self._started = time.perf_counter()
+        elif self.choice is None:
+            self.choice = self.candidates[min(range(len(self.seconds)), key=self.seconds.__getitem__)]
+            torch.set_num_threads(self.choice)
+
+    def after(self, step: int) -> None:
+        if step < self.steps_each * len(self.candidates):
+            self.seconds[step // self.steps_each] += time.perf_counter() - self._started
 
 
 @dataclass(frozen=True)
@@ -262,7 +289,9 @@ class GreedyDecoder:
         source_block: int | None = None,  # encoder lengths are rounded up to this; None: 64 / 1
         attention: str = "auto",  # "sdpa", "matmul" or "auto" (lean on CUDA: timed once; else "sdpa")
         batch_ladder: bool | None = None,  # round batch sizes up to ladder_size(); None: with graphs
-        cpu_threads: int | None = None,  # CPU: torch threads while decoding (restored after); None: as set
+        # CPU: torch threads while decoding (restored after); "auto": time 1 and all threads on the first
+        # steps of each call and keep the faster; None: as set
+        cpu_threads: int | str | None = None,
         lean: bool | None = None,  # fused norms and residual adds, no all-zero masks; None: in bf16 / fp16
     ):
         if attention not in (*ATTENTION_KINDS, "auto"):
@@ -341,10 +370,13 @@ class GreedyDecoder:
         if not 0 <= min_new_tokens <= batch.max_new_tokens:
             raise ValueError(f"min_new_tokens must be in [0, {batch.max_new_tokens}], got {min_new_tokens}")
         threads = torch.get_num_threads()
-        if self.cpu_threads:
+        probe = None
+        if self.cpu_threads == "auto":
+            probe = _ThreadProbe([1, threads]) if threads > 1 else None
+        elif self.cpu_threads:
             torch.set_num_threads(self.cpu_threads)
         try:
-            return self._decode(batch, min_new_tokens)
+            return self._decode(batch, min_new_tokens, probe)
         finally:
             torch.set_num_threads(threads)
 
@@ -354,7 +386,7 @@ class GreedyDecoder:
         self._cache = self._bias_table = self._pool = None
 
     # ------------------------------------------------------------------ internals
-    def _decode(self, batch: _LoadedBatch, min_new_tokens: int) -> torch.Tensor:
+    def _decode(self, batch: _LoadedBatch, min_new_tokens: int, probe: _ThreadProbe | None) -> torch.Tensor:
         cfg, cache = self.config, self._cache
         B, rows, source_len, max_new_tokens = batch.size, batch.rows, batch.source_len, batch.max_new_tokens
         if self.attention == "auto":
@@ -365,12 +397,16 @@ class GreedyDecoder:
         while step < max_new_tokens:
             count = min(self.sync_every, max_new_tokens - step)
             for _ in range(count):
+                if probe is not None:
+                    probe.before(step)
                 self._run_step(
                     rows,
                     min(round_up(step + 1, self.key_block), cache.shape.target_len),
                     source_len,
                     min_new_tokens,
                 )
+                if probe is not None:
+                    probe.after(step)
                 step += 1
             self.stats.row_steps += rows * count
             finished = cache.finished[:rows].cpu()  # the only host sync of a window
@@ -388,6 +424,8 @@ class GreedyDecoder:
         self._collect(result, order, rows, max_new_tokens)
         self.stats.calls += 1
         self.stats.steps += step
+        if probe is not None and probe.choice is not None:
+            self.stats.cpu_threads = probe.choice
         is_eos = result == cfg.eos_token_id
         lengths = torch.where(is_eos.any(1), is_eos.int().argmax(1) + 1, max_new_tokens)
         self.stats.tokens += int(lengths.sum())

@@ -57,10 +57,10 @@ class PipelineConfig:
     max_batch_rows: int | None = None
     encoder_batch_tokens: int | None = None  # encoder sub-batches (bounds activation memory); None: default
     num_threads: int | None = None  # CPU: torch threads (encoder, heads); None: leave torch's setting
-    # CPU: torch threads while decoding. A step is hundreds of small ops; with more than one thread each op
-    # ends in a barrier that stalls for a scheduler time slice whenever another process holds a core (see
-    # docs/performance.md). More cores pay off as more worker processes, not as threads inside a step.
-    decode_threads: int = 1
+    # CPU: torch threads while decoding; None: timed on the first steps of every batch, one thread or all
+    # (on cores shared with other processes one thread is often several times faster: each of a step's
+    # hundreds of small ops ends in a barrier that can wait a whole scheduler slice; see docs/performance.md)
+    decode_threads: int | None = None
     use_cuda_graphs: bool | None = None  # None: on CUDA
     dtype: str | None = None  # "bfloat16", "float32", ...; None: bfloat16 on CUDA, float32 on a CPU
     zero_shot: bool = True  # label with zero-shot prompting while the heads are untrained
@@ -118,7 +118,8 @@ class Pipeline:
 
     def _make_decoder(self) -> GreedyDecoder:
         c = self.config
-        return GreedyDecoder(self.model, use_cuda_graphs=c.use_cuda_graphs, cpu_threads=c.decode_threads)
+        threads = c.decode_threads or "auto"
+        return GreedyDecoder(self.model, use_cuda_graphs=c.use_cuda_graphs, cpu_threads=threads)
 
     @classmethod
     def for_model(

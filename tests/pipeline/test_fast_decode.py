@@ -181,3 +181,18 @@ def test_shared_fusion_keeps_the_model_intact():
     assert block.self_attn.k.weight.data_ptr() == fused[q_values.shape[0] :].data_ptr()
     assert torch.equal(block.self_attn.q.weight, q_values)
     assert model.generate(ids, mask, max_new_tokens=12).tolist() == before.tolist()
+
+
+def test_cpu_threads_are_timed_per_call(model, reference):
+    ids, mask = ragged_batch()
+    decoder = GreedyDecoder(model, cpu_threads="auto")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.no_grad():
+            got = decoder.generate(model.encode(ids, mask), mask, 30)
+        assert torch.get_num_threads() == 2  # restored
+    finally:
+        torch.set_num_threads(threads)
+    assert got.tolist() == reference[0].tolist()
+    assert decoder.stats.cpu_threads in (1, 2)
