@@ -121,6 +121,7 @@ class Document(Base):
     __table_args__ = (
         Index("ix_documents_state_id", "state", "id"),
         Index("ix_documents_owner_id_created_at", "owner_id", "created_at"),
+        Index("ix_documents_owner_id_filename_id", "owner_id", "filename", "id"),  # history sorted by name
         Index("ix_documents_search", "search", postgresql_using="gin"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
