@@ -29,10 +29,9 @@ import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
-# run as a script, this folder comes first on sys.path, where a sibling (bench/queue.py) would shadow the
-# standard library module of that name: put the repository root there instead
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a script: make `bench` importable
+    sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 

@@ -12,36 +12,31 @@ Documents are AG News headlines + descriptions (``shared/data/topic/ag_news/test
 from the first upload to the last document leaving the pipeline (uploads go through ``db.uploads``, as
 the API does). Prints one JSON line per run and a final line with the ratio and the targets.
 
-    python -m bench.queue [--docs 2000] [--skip-baseline]
+    python -m bench.jobqueue [--docs 2000] [--skip-baseline]
 """
 
 from __future__ import annotations
 
+import argparse
+import csv
+import json
+import os
+import signal
+import subprocess
 import sys
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
-# run as a script, bench/ would come first on sys.path and this file would shadow the stdlib ``queue``
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+from celery.signals import worker_process_init
+from sqlalchemy import create_engine, func, select, text
 
-import argparse  # noqa: E402
-import csv  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-
-from celery.signals import worker_process_init  # noqa: E402
-from sqlalchemy import create_engine, func, select, text  # noqa: E402
-
-from db.models import DocState, Document, User  # noqa: E402
-from db.session import dispose_all, normalize_url, session_scope  # noqa: E402
-from leximind.messaging import default_broker_url, make_celery, worker_argv  # noqa: E402
-from leximind.queues import QUEUE_EXTRACT  # noqa: E402
+from db.models import DocState, Document, User
+from db.session import dispose_all, normalize_url, session_scope
+from leximind.messaging import default_broker_url, make_celery, worker_argv
+from leximind.queues import QUEUE_EXTRACT
 
 REPO = Path(__file__).resolve().parent.parent
 BASELINE_TASK = "bench.baseline_process_document"
@@ -49,7 +44,7 @@ TARGET_DOCS_PER_S = 200.0
 TARGET_RATIO = 5.0
 
 # --------------------------------------------------------------------------- the baseline worker's app
-# ``celery -A bench.queue:baseline_app worker`` imports this module; the driver below never uses it.
+# ``celery -A bench.jobqueue:baseline_app worker`` imports this module; the driver below never uses it.
 baseline_app = make_celery(default_broker_url())
 
 
@@ -334,7 +329,7 @@ def run_mode(
 
             workers.start(
                 "baseline",
-                "bench.queue:baseline_app",
+                "bench.jobqueue:baseline_app",
                 QUEUE_EXTRACT,
                 args.extract_concurrency + args.infer_concurrency,
                 LEXIMIND_BENCH_BASELINE="1",
