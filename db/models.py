@@ -178,6 +178,9 @@ class ModelVersion(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = _now_column()
     activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # the last failure of a worker to load this version's artifact (cleared by a good load or activation)
+    load_error: Mapped[str | None] = mapped_column(Text)
+    load_failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 # at most one active version
