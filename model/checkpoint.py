@@ -26,53 +26,41 @@ EMBEDDING_ALIASES = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight
 # carried by original T5 checkpoints; T5 has no position bias in cross-attention, transformers ignores it too
 UNUSED_KEYS = ("decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight",)
 
-_ATTN = r"(?P<proj>[qkvo])\.weight"
-_FF = r"DenseReluDense\.(?P<ff>wi|wi_0|wi_1|wo)\.weight"
+# Both stacks number a block's sublayers (T5 ``layer.<n>``) where ours name them; one table describes
+# both, and the patterns below are generated from it: (T5 module of sublayer n, our module name).
+_SUBLAYERS = {
+    "encoder": (("SelfAttention", "attn"), ("DenseReluDense", "ff")),
+    "decoder": (("SelfAttention", "self_attn"), ("EncDecAttention", "cross_attn"), ("DenseReluDense", "ff")),
+}
+_PROJECTIONS = {"DenseReluDense": "wi|wi_0|wi_1|wo"}  # attention modules: q, k, v, o
+
+
+def _stack_patterns(stack: str, sublayers: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+    block = rf"{stack}\.block\.(?P<i>\d+)\.layer"
+    patterns = [
+        (
+            rf"{stack}\.block\.0\.layer\.0\.SelfAttention\.relative_attention_bias\.weight",
+            f"{stack}.relative_bias.embedding.weight",
+        ),
+        (rf"{stack}\.final_layer_norm\.weight", f"{stack}.final_norm.weight"),
+    ]
+    for index, (t5_module, ours) in enumerate(sublayers):
+        projections = _PROJECTIONS.get(t5_module, "q|k|v|o")
+        patterns += [
+            (
+                rf"{block}\.{index}\.{t5_module}\.(?P<proj>{projections})\.weight",
+                f"{stack}.blocks.{{i}}.{ours}.{{proj}}.weight",
+            ),
+            (rf"{block}\.{index}\.layer_norm\.weight", f"{stack}.blocks.{{i}}.{ours}_norm.weight"),
+        ]
+    return patterns
+
+
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
-    (
-        re.compile(r"encoder\.block\.0\.layer\.0\.SelfAttention\.relative_attention_bias\.weight"),
-        "encoder.relative_bias.embedding.weight",
-    ),
-    (
-        re.compile(r"decoder\.block\.0\.layer\.0\.SelfAttention\.relative_attention_bias\.weight"),
-        "decoder.relative_bias.embedding.weight",
-    ),
-    (
-        re.compile(rf"encoder\.block\.(?P<i>\d+)\.layer\.0\.SelfAttention\.{_ATTN}"),
-        "encoder.blocks.{i}.attn.{proj}.weight",
-    ),
-    (
-        re.compile(r"encoder\.block\.(?P<i>\d+)\.layer\.0\.layer_norm\.weight"),
-        "encoder.blocks.{i}.attn_norm.weight",
-    ),
-    (re.compile(rf"encoder\.block\.(?P<i>\d+)\.layer\.1\.{_FF}"), "encoder.blocks.{i}.ff.{ff}.weight"),
-    (
-        re.compile(r"encoder\.block\.(?P<i>\d+)\.layer\.1\.layer_norm\.weight"),
-        "encoder.blocks.{i}.ff_norm.weight",
-    ),
-    (re.compile(r"encoder\.final_layer_norm\.weight"), "encoder.final_norm.weight"),
-    (
-        re.compile(rf"decoder\.block\.(?P<i>\d+)\.layer\.0\.SelfAttention\.{_ATTN}"),
-        "decoder.blocks.{i}.self_attn.{proj}.weight",
-    ),
-    (
-        re.compile(r"decoder\.block\.(?P<i>\d+)\.layer\.0\.layer_norm\.weight"),
-        "decoder.blocks.{i}.self_attn_norm.weight",
-    ),
-    (
-        re.compile(rf"decoder\.block\.(?P<i>\d+)\.layer\.1\.EncDecAttention\.{_ATTN}"),
-        "decoder.blocks.{i}.cross_attn.{proj}.weight",
-    ),
-    (
-        re.compile(r"decoder\.block\.(?P<i>\d+)\.layer\.1\.layer_norm\.weight"),
-        "decoder.blocks.{i}.cross_attn_norm.weight",
-    ),
-    (re.compile(rf"decoder\.block\.(?P<i>\d+)\.layer\.2\.{_FF}"), "decoder.blocks.{i}.ff.{ff}.weight"),
-    (
-        re.compile(r"decoder\.block\.(?P<i>\d+)\.layer\.2\.layer_norm\.weight"),
-        "decoder.blocks.{i}.ff_norm.weight",
-    ),
-    (re.compile(r"decoder\.final_layer_norm\.weight"), "decoder.final_norm.weight"),
+    (re.compile(pattern), target)
+    for stack, sublayers in _SUBLAYERS.items()
+    for pattern, target in _stack_patterns(stack, sublayers)
+] + [
     (re.compile(r"shared\.weight"), "token_embedding.weight"),
     (re.compile(r"lm_head\.weight"), "lm_head.weight"),
 ]
