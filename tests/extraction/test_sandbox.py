@@ -116,3 +116,38 @@ def test_child_that_cannot_start_is_not_a_verdict_on_the_document(program: str) 
     with pytest.raises(SandboxUnavailable):
         box.extract(b"<p>fine</p>", "a.html", None, QUICK)
     assert box.pid is None  # nothing left running
+
+
+def test_gate_holds_the_parse_until_opened_then_reads_the_document(hostile_sandbox: Sandbox, tmp_path) -> None:
+    from tests.extraction.hostile_child import inside, opened
+
+    document = b"GATE " + str(tmp_path).encode() + b"\n<html><body><p>behind the gate</p></body></html>"
+    answer: list = []
+    limits = ExtractionLimits(timeout_s=30)
+    reader = threading.Thread(target=lambda: answer.append(hostile_sandbox.extract(document, "g.html", None, limits)))
+    reader.start()
+    deadline = time.monotonic() + 20
+    while hostile_sandbox.pid is None or not inside(tmp_path, hostile_sandbox.pid).exists():
+        assert time.monotonic() < deadline, "the child never reached the gate"
+        time.sleep(0.02)
+    time.sleep(0.5)
+    assert reader.is_alive() and not answer  # held: no answer while the gate is shut
+    opened(tmp_path).touch()
+    reader.join(20)
+    assert answer and answer[0].text == "behind the gate"
+    started = time.monotonic()  # an open gate lets the next parse straight through
+    assert hostile_sandbox.extract(document, "g.html", None, QUICK).text == "behind the gate"
+    assert time.monotonic() - started < 1.5
+
+
+def test_default_sandbox_runs_the_child_a_test_names(monkeypatch: pytest.MonkeyPatch, hostile_command) -> None:
+    monkeypatch.delenv(sandbox_module.TEST_CHILD_ENV, raising=False)
+    assert sandbox_module.default_child_command() == list(sandbox_module._CHILD_COMMAND)
+    monkeypatch.setenv(sandbox_module.TEST_CHILD_ENV, " ".join(hostile_command))
+    monkeypatch.setattr(sandbox_module, "_default", None)
+    box = sandbox_module.default_sandbox()
+    try:
+        assert box.command == hostile_command
+        assert int(box.extract(b"PID", "pid.html", None, QUICK).text) == box.pid
+    finally:
+        box.close()

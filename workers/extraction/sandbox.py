@@ -17,6 +17,9 @@ Design
   round trip to the child would cost more than the work. PDF, DOCX and HTML always go to the child.
 - Safe across fork (Celery prefork): the default sandbox belongs to the process that made it; a forked
   process makes its own. One document at a time per sandbox (a lock serialises threads).
+- Tests only: ``LEXIMIND_TEST_EXTRACTION_CHILD`` (a command line) replaces the default sandbox's child
+  program, so a fault test can hold a real worker's parser inside a document for as long as it needs
+  (tests/extraction/hostile_child.py). Unset, which is the only production setting, nothing changes.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import json
 import logging
 import os
 import selectors
+import shlex
 import signal
 import subprocess
 import sys
@@ -260,6 +264,13 @@ def _crash_message(detail: str) -> str:
 
 _default: tuple[int, Sandbox] | None = None
 _default_lock = threading.Lock()
+TEST_CHILD_ENV = "LEXIMIND_TEST_EXTRACTION_CHILD"
+
+
+def default_child_command() -> list[str]:
+    """The child program of the default sandbox: ours, unless a test names another (see the module notes)."""
+    override = os.environ.get(TEST_CHILD_ENV, "").strip()
+    return shlex.split(override) if override else list(_CHILD_COMMAND)
 
 
 def default_sandbox() -> Sandbox:
@@ -267,7 +278,7 @@ def default_sandbox() -> Sandbox:
     global _default
     with _default_lock:
         if _default is None or _default[0] != os.getpid():
-            _default = (os.getpid(), Sandbox())
+            _default = (os.getpid(), Sandbox(command=default_child_command()))
         return _default[1]
 
 
