@@ -6,9 +6,10 @@ so a person watching it (or the sweeper) can tell a live run from a dead one.
 """
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Document, Feedback, RunState, TrainingRun
@@ -68,6 +69,8 @@ def update_progress(
     run = session.get(TrainingRun, run_id, populate_existing=True)
     if run is None:
         raise RunError(f"training run {run_id} does not exist")
+    if run.state in FINISHED_STATES:
+        return True  # ended under it (the sweeper took it for dead): stop, as if cancelled
     run.progress = {**(run.progress or {}), **progress}
     if new_history:
         history = list(run.history or []) + list(new_history)
@@ -99,6 +102,8 @@ def finish_run(
     run = session.get(TrainingRun, run_id, populate_existing=True)
     if run is None:
         raise RunError(f"training run {run_id} does not exist")
+    if run.state in FINISHED_STATES:
+        return run  # already ended (the sweeper failed it when its heartbeat stopped): that verdict stands
     run.state = state
     if metrics is not None:
         run.metrics = metrics
@@ -126,6 +131,42 @@ def request_cancel(session: Session, run_id: int) -> TrainingRun:
         run.error_message = "cancelled before it started"
     session.flush()
     return run
+
+
+def fail_lost_runs(session: Session, stale_after_s: float) -> list[int]:
+    """Running runs whose heartbeat is older than ``stale_after_s``: their worker died. Failed, with why."""
+    lost = session.scalars(
+        select(TrainingRun)
+        .where(
+            TrainingRun.state == RunState.RUNNING.value,
+            func.coalesce(TrainingRun.heartbeat_at, TrainingRun.started_at)
+            < func.now() - literal(timedelta(seconds=stale_after_s)),
+        )
+        .with_for_update(skip_locked=True)
+    ).all()
+    for run in lost:
+        phase = (run.progress or {}).get("phase")
+        run.state = RunState.FAILED.value
+        run.error_message = (
+            f"the worker running it ({run.worker or 'unknown'}) stopped answering: no heartbeat since "
+            f"{run.heartbeat_at or run.started_at:%Y-%m-%d %H:%M:%S %Z}"
+            + (f" (phase {phase})" if phase else "")
+            + "; it was probably killed or ran out of memory. Start a new run to try again."
+        )
+        run.progress = {**(run.progress or {}), "phase": RunState.FAILED.value, "eta_s": 0}
+        run.finished_at = func.now()
+    session.flush()
+    return [run.id for run in lost]
+
+
+def heartbeat_run(session: Session, run_id: int) -> bool:
+    """The live run's background beat; False once the run is no longer running."""
+    beat = session.execute(
+        update(TrainingRun)
+        .where(TrainingRun.id == run_id, TrainingRun.state == RunState.RUNNING.value)
+        .values(heartbeat_at=func.now())
+    )
+    return beat.rowcount > 0
 
 
 def corrections(session: Session) -> list[dict[str, Any]]:

@@ -2,15 +2,20 @@
 
 At most one version is active (a partial unique index enforces it). Activation takes a transaction-level
 advisory lock so two admins (or a training run and an admin) cannot interleave their two UPDATEs.
-Callers own the session and commit.
+
+A version whose artifact a worker cannot load keeps its ``load_error``: the workers then serve the
+previous good version (the most recently activated one that never failed to load), try the active one
+again after a while, and ``model_status`` says so. Callers own the session and commit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, literal, select, text, update
 from sqlalchemy.orm import Session
 
 from db.models import DocState, Document, ModelVersion, RunState, TrainingRun
@@ -81,6 +86,8 @@ def activate_version(session: Session, version_id: int) -> ModelVersion:
     session.flush()
     version.is_active = True
     version.activated_at = func.now()
+    version.load_error = None  # activating again says "try it": the workers load it at once
+    version.load_failed_at = None
     session.flush()
     session.refresh(version)
     return version
@@ -93,6 +100,63 @@ def active_version(session: Session) -> ModelVersion | None:
 def active_version_id(session: Session) -> int | None:
     """The cheap check the inference loop makes between batches."""
     return session.scalar(select(ModelVersion.id).where(ModelVersion.is_active.is_(True)))
+
+
+def serving_version(
+    session: Session, retry_after_s: float, exclude: Collection[int] = ()
+) -> ModelVersion | None:
+    """The version the workers should run: the active one, unless it failed to load less than
+    ``retry_after_s`` ago (or is in ``exclude``); then the previous good version; None without either."""
+    active = active_version(session)
+    if active is None:
+        return None
+    recently_failed = active.load_failed_at is not None and session.scalar(
+        select(active.load_failed_at > func.now() - literal(timedelta(seconds=retry_after_s)))
+    )
+    if active.id not in exclude and not recently_failed:
+        return active
+    return _previous_good(session, active, exclude)
+
+
+def serving_version_id(session: Session, retry_after_s: float) -> int | None:
+    """The check the inference loop makes between batches."""
+    version = serving_version(session, retry_after_s)
+    return version.id if version is not None else None
+
+
+def _previous_good(
+    session: Session, active: ModelVersion, exclude: Collection[int] = ()
+) -> ModelVersion | None:
+    """The most recently activated version other than ``active`` that never failed to load."""
+    return session.scalar(
+        select(ModelVersion)
+        .where(
+            ModelVersion.id.not_in([active.id, *exclude]),
+            ModelVersion.activated_at.is_not(None),
+            ModelVersion.load_error.is_(None),
+        )
+        .order_by(ModelVersion.activated_at.desc(), ModelVersion.id.desc())
+        .limit(1)
+    )
+
+
+def record_load_failure(session: Session, version_id: int, error: str) -> None:
+    session.execute(
+        update(ModelVersion)
+        .where(ModelVersion.id == version_id)
+        .values(load_error=error[:2000], load_failed_at=func.now())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def clear_load_failure(session: Session, version_id: int) -> None:
+    """A worker loaded the version after all (the files came back)."""
+    session.execute(
+        update(ModelVersion)
+        .where(ModelVersion.id == version_id, ModelVersion.load_error.is_not(None))
+        .values(load_error=None, load_failed_at=None)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def list_versions(session: Session) -> list[ModelVersion]:
@@ -124,9 +188,48 @@ def starter_run(session: Session) -> TrainingRun | None:
     )
 
 
+def starter_tries(session: Session) -> int:
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(TrainingRun)
+            .where(TrainingRun.params["recipe"].astext == STARTER_RECIPE)
+        )
+        or 0
+    )
+
+
+def starter_params(reason: str, *, tries: int, max_tries: int, retry_after_s: float) -> dict[str, Any]:
+    """A starter run's params; they carry the restart policy so the web can say what happens next."""
+    return {
+        "recipe": STARTER_RECIPE,
+        "reason": reason,
+        "try": tries,
+        "max_tries": max_tries,
+        "retry_after_s": retry_after_s,  # the wait before the next try, should this one fail
+    }
+
+
+def starter_restart_due(session: Session, run: TrainingRun) -> bool | None:
+    """For a failed starter run: True once its restart is due, False while waiting, None if none is left.
+
+    Cancelled runs are never restarted (a person decided); nor is anything once ``max_tries`` runs exist.
+    """
+    if run.state != RunState.FAILED.value:
+        return None
+    params = run.params or {}
+    if starter_tries(session) >= int(params.get("max_tries", 1)):
+        return None
+    wait = literal(timedelta(seconds=float(params.get("retry_after_s", 0.0))))
+    return bool(session.scalar(select(func.coalesce(run.finished_at, func.now()) + wait <= func.now())))
+
+
 @dataclass
 class ModelStatus:
-    """What the web app shows about the model: ``state`` is ready | training | failed | waiting."""
+    """What the web app shows about the model: ``state`` is ready | degraded | training | failed | waiting.
+
+    ``degraded``: the active version does not load and the previous good one (``serving``) serves meanwhile.
+    """
 
     state: str
     message: str
@@ -134,12 +237,16 @@ class ModelStatus:
     run_id: int | None = None
     progress_pct: float | None = None
     waiting_documents: int = 0
+    serving: str | None = None
+    load_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "state": self.state,
             "message": self.message,
             "version": self.version,
+            "serving_version": self.serving,
+            "load_error": self.load_error,
             "training_run_id": self.run_id,
             "progress_pct": self.progress_pct,
             "waiting_documents": self.waiting_documents,
@@ -149,7 +256,7 @@ class ModelStatus:
 def model_status(session: Session) -> ModelStatus:
     """ "Ready (v3)", or "no model yet: starter training at 42%", in words a person can act on."""
     version = active_version(session)
-    if version is not None:
+    if version is not None and version.load_error is None:
         return ModelStatus("ready", f"Model {version.name} is active.", version=version.name)
     waiting = (
         session.scalar(
@@ -157,6 +264,8 @@ def model_status(session: Session) -> ModelStatus:
         )
         or 0
     )
+    if version is not None:
+        return _unloadable(session, version, waiting)
     run = starter_run(session)
     if run is None:
         return ModelStatus(
@@ -168,22 +277,67 @@ def model_status(session: Session) -> ModelStatus:
     if run.state in (RunState.QUEUED.value, RunState.RUNNING.value):
         pct = _progress_pct(run.progress or {})
         at = f" at {pct:.0f}%" if pct is not None else ""
+        tries = (run.params or {}).get("try", 1)
+        of = f" (try {tries} of {run.params['max_tries']})" if tries > 1 and "max_tries" in run.params else ""
         return ModelStatus(
             "training",
-            f"No model yet: starter training run {run.id} is {run.state}{at}. "
+            f"No model yet: starter training run {run.id}{of} is {run.state}{at}. "
             f"{waiting} document(s) wait in the queue and will be processed when it finishes.",
             run_id=run.id,
             progress_pct=pct,
             waiting_documents=waiting,
         )
+    ended = f"No model yet: starter training run {run.id} ended {run.state}" + (
+        f" ({run.error_message})" if run.error_message else ""
+    )
+    restart = starter_restart_due(session, run)
+    if restart is not None:
+        params = run.params or {}
+        then = "now" if restart else f"within {_duration(float(params.get('retry_after_s', 0)))} of its end"
+        return ModelStatus(
+            "waiting",
+            f"{ended}. The workers start it again {then} (try {starter_tries(session) + 1} of "
+            f"{params.get('max_tries')}); {waiting} document(s) wait in the queue.",
+            run_id=run.id,
+            waiting_documents=waiting,
+        )
     return ModelStatus(
         "failed",
-        f"No model yet: starter training run {run.id} ended {run.state}"
-        + (f" ({run.error_message})" if run.error_message else "")
+        ended
+        + (f", after {starter_tries(session)} tries" if run.state == RunState.FAILED.value else "")
         + ". An admin can start a new training run or set LEXIMIND_BASE_MODEL to a checkpoint folder.",
         run_id=run.id,
         waiting_documents=waiting,
     )
+
+
+def _unloadable(session: Session, version: ModelVersion, waiting: int) -> ModelStatus:
+    fallback = _previous_good(session, version)
+    problem = f"Model {version.name} is active but the workers cannot load it ({version.load_error})"
+    if fallback is not None:
+        return ModelStatus(
+            "degraded",
+            f"{problem}. Documents are processed with {fallback.name}, the previous good version, meanwhile; "
+            f"the workers try {version.name} again every few minutes. An admin can roll back or activate "
+            "another version (activating one makes the workers load it at once).",
+            version=version.name,
+            serving=fallback.name,
+            load_error=version.load_error,
+            waiting_documents=waiting,
+        )
+    return ModelStatus(
+        "failed",
+        f"{problem}, and no earlier version can stand in. {waiting} document(s) wait in the queue; nothing "
+        "is lost. The workers try again every few minutes; an admin can fix the files or activate another "
+        "version.",
+        version=version.name,
+        load_error=version.load_error,
+        waiting_documents=waiting,
+    )
+
+
+def _duration(seconds_: float) -> str:
+    return f"{seconds_ / 60:.0f} min" if seconds_ >= 120 else f"{seconds_:.0f} s"
 
 
 def _progress_pct(progress: dict[str, Any]) -> float | None:

@@ -6,8 +6,10 @@ means the embedded PostgreSQL and Redis (see leximind.services) are started unde
 from __future__ import annotations
 
 import os
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 def _find_shared_data() -> Path:
@@ -61,3 +63,48 @@ class Settings:
 
 def get_settings() -> Settings:
     return Settings()
+
+
+def _int_knob(name: str, default: int) -> Any:
+    return field(default_factory=lambda: _env_int(name, default))
+
+
+def _float_knob(name: str, default: float) -> Any:
+    return field(default_factory=lambda: _env_float(name, default))
+
+
+@dataclass
+class JobTuning:
+    """Job-system knobs the workers read (``Settings`` holds the ones the web app shares)."""
+
+    # documents per model call inside one claim (the pipeline buckets by length again within it)
+    infer_batch_docs: int = _int_knob("LEXIMIND_INFER_BATCH", 64)
+    # a rough token budget per model call: characters / 4 summed over the batch
+    infer_batch_tokens: int = _int_knob("LEXIMIND_INFER_BATCH_TOKENS", 64 * 512)
+    # one infer task drains the queue for at most this long, then hands over to a fresh wake-up, so a
+    # warm shutdown (which waits for the running task) takes one batch, not the whole backlog
+    infer_task_seconds: float = _float_knob("LEXIMIND_INFER_TASK_SECONDS", 30.0)
+    # retry backoff after a transient failure: base * 2**(attempt-1), capped, with 10% jitter
+    retry_base_s: float = _float_knob("LEXIMIND_RETRY_BASE_SECONDS", 5.0)
+    retry_max_s: float = _float_knob("LEXIMIND_RETRY_MAX_SECONDS", 300.0)
+    # a document whose last wake-up is older than this (and is still waiting) gets another one
+    wakeup_stale_s: float = _float_knob("LEXIMIND_WAKEUP_STALE_SECONDS", 60.0)
+    # most wake-ups one sweep sends (the rest follow on the next sweep)
+    sweep_limit: int = _int_knob("LEXIMIND_SWEEP_LIMIT", 5000)
+    # a model version that failed to load is tried again after this long (meanwhile: the previous good one)
+    model_retry_s: float = _float_knob("LEXIMIND_MODEL_RETRY_SECONDS", 300.0)
+    # a failed starter training run is started again up to this many runs in all, the n-th restart after
+    # starter_retry_base_s * 2**(n-1)
+    starter_tries: int = _int_knob("LEXIMIND_STARTER_TRIES", 3)
+    starter_retry_base_s: float = _float_knob("LEXIMIND_STARTER_RETRY_SECONDS", 60.0)
+    # a running training run whose heartbeat is older than this is failed by the sweeper (its worker died);
+    # a live run beats every TRAINING_HEARTBEAT_S (workers/training_job.py)
+    training_stale_s: float = _float_knob("LEXIMIND_TRAINING_STALE_SECONDS", 300.0)
+
+    def backoff(self, attempt: int) -> float:
+        delay = min(self.retry_max_s, self.retry_base_s * 2 ** max(attempt - 1, 0))
+        return delay * random.uniform(1.0, 1.1)
+
+    def starter_retry_after(self, tries: int) -> float:
+        """Seconds between the failure of the ``tries``-th starter run and the next start."""
+        return self.starter_retry_base_s * 2 ** max(tries - 1, 0)

@@ -2,14 +2,15 @@
 
 A message names one document or a few (see ``leximind.messaging.wake_extract``). They are claimed
 together (``uploaded -> extracting``) under one lease that a heartbeat keeps alive, so a worker that dies
-mid-parse leaves a lease the sweeper expires. Each document is then read on its own:
+mid-parse leaves a lease the sweeper expires. Each document is then read on its own, and charged an
+attempt just before (so a worker that dies charges only the file it was reading):
 
 - ``ExtractionError`` is a verdict on the file: failed, with its code and message, no retry;
 - any other exception is a crash of ours or of the machine: back to ``uploaded`` with a backoff, and
   failed after ``max_attempts``.
 
-Finished texts are written in one statement per flush (every FLUSH_EVERY_S and at the end), so a batch of
-small files costs two transactions, not two per file, and the infer worker hears about them early.
+What was read is written in the transaction that charges the next file (one per file: the price of
+charging only the file in flight), and the infer worker is woken every WAKE_EVERY_S and at the end.
 """
 
 from __future__ import annotations
@@ -21,25 +22,18 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
-from db.jobs import (
-    ExtractedText,
-    ExtractionClaim,
-    claim_for_extraction,
-    fail_documents,
-    finish_extraction,
-    retry_extraction,
-)
+from db.leases import ExtractionClaim, claim_for_extraction, start_attempts
 from db.models import DocState
+from db.outcomes import ExtractedText, fail_documents, finish_extraction, retry_extraction
 from db.session import session_scope
-from leximind.config import Settings
+from leximind.config import JobTuning, Settings
 from workers.lease import LeaseHeartbeat
-from workers.tuning import JobTuning
 
 log = logging.getLogger(__name__)
 
 # seconds on top of the parser's own time limit before the sweeper considers the worker dead
 LEASE_SLACK_S = 60.0
-FLUSH_EVERY_S = 0.25
+WAKE_EVERY_S = 0.25
 
 
 class ExtractOutcome(StrEnum):
@@ -73,7 +67,7 @@ def extract_documents(
     extractor: Extractor | None = None,
     on_queued: Callable[[], None] | None = None,
 ) -> dict[int, ExtractOutcome]:
-    """Read each document; returns every id's outcome. ``on_queued`` runs after each flush that queued text."""
+    """Read each document; returns every id's outcome. ``on_queued`` runs when text was queued (throttled)."""
     from workers.extraction import extract
 
     lease = f"{worker_name}/{uuid.uuid4().hex[:12]}"
@@ -83,14 +77,13 @@ def extract_documents(
         claims = claim_for_extraction(session, list(document_ids), lease, lease_seconds)
     if not claims:
         return outcomes
-    batch = _Flush(database_url, lease, settings, tuning, outcomes, on_queued)
+    batch = _Outcomes(database_url, lease, settings, tuning, outcomes, on_queued)
     limits = extraction_limits(settings)
     with LeaseHeartbeat(database_url, lease, lease_seconds):
         for claim in claims:
-            batch.add(claim, _read(extractor or extract, claim, limits))
-            if batch.due():
-                batch.flush()
-        batch.flush()
+            if batch.write(starting=claim):
+                batch.add(claim, _read(extractor or extract, claim, limits))
+        batch.write()
     return outcomes
 
 
@@ -99,14 +92,14 @@ def extract_document(database_url: str, document_id: int, **kwargs: Any) -> Extr
 
 
 def _read(extractor: Extractor, claim: ExtractionClaim, limits: Any) -> Any:
-    """The extracted text, or the exception that stopped it (sorted out by ``_Flush.add``)."""
+    """The extracted text, or the exception that stopped it (sorted out by ``_Outcomes.add``)."""
     try:
         return extractor(claim.data, filename=claim.filename, content_type=claim.content_type, limits=limits)
     except Exception as exc:  # noqa: BLE001 - every failure is recorded on its document
         return exc
 
 
-class _Flush:
+class _Outcomes:
     """Outcomes waiting to be written in one transaction."""
 
     def __init__(
@@ -123,6 +116,7 @@ class _Flush:
         self.texts: list[ExtractedText] = []
         self.failures: list[tuple[ExtractionClaim, BaseException]] = []
         self.last = time.monotonic()
+        self.unannounced = 0  # documents queued since the last infer wake-up
 
     def add(self, claim: ExtractionClaim, result: Any) -> None:
         if isinstance(result, BaseException):
@@ -130,27 +124,35 @@ class _Flush:
         else:
             self.texts.append(ExtractedText(claim.document_id, result.text, result.title, result.page_count))
 
-    def due(self) -> bool:
-        return time.monotonic() - self.last >= FLUSH_EVERY_S
-
-    def flush(self) -> None:
+    def write(self, starting: ExtractionClaim | None = None) -> bool:
+        """Write the outcomes read so far and, with ``starting``, charge that document's attempt, in one
+        transaction: everything read before a file is on record before it is read, so a worker that dies
+        reading it is charged for that file alone. Returns whether the lease still holds ``starting``.
+        """
         from workers.extraction import ExtractionError
 
-        self.last = time.monotonic()
-        if not self.texts and not self.failures:
-            return
+        held = True
         with session_scope(self.database_url) as session:
             queued = finish_extraction(session, self.lease, self.texts)
             for document_id in queued:
                 self.outcomes[document_id] = ExtractOutcome.QUEUED
             for claim, err in self.failures:
                 self.outcomes[claim.document_id] = self._fail(session, claim, err, ExtractionError)
+            if starting is not None:
+                attempts = start_attempts(session, [starting.document_id], self.lease, DocState.EXTRACTING)
+                held = starting.document_id in attempts
+                starting.attempts = attempts.get(starting.document_id, starting.attempts)
         lost = {t.document_id for t in self.texts} - set(queued)
         if lost:
             log.warning("documents %s: lease lost while extracting; another worker redid them", sorted(lost))
         self.texts, self.failures = [], []
-        if queued and self.on_queued is not None:
-            self.on_queued()
+        self.unannounced += len(queued)
+        # wake the infer queue at most every WAKE_EVERY_S while reading, and once at the end
+        if self.unannounced and (starting is None or time.monotonic() - self.last >= WAKE_EVERY_S):
+            self.last, self.unannounced = time.monotonic(), 0
+            if self.on_queued is not None:
+                self.on_queued()
+        return held
 
     def _fail(
         self, session: Any, claim: ExtractionClaim, err: BaseException, verdict: type

@@ -12,9 +12,12 @@ Failure handling, by where it happens:
 - every document of a batch fails the same way, or the error looks transient (out of memory, lost
   connection): each goes back to ``queued`` with an exponential backoff until ``max_attempts``;
 - the process dies (SIGKILL, OOM killer) or the database is unreachable: nothing is written; the lease
-  expires and the sweeper re-queues the rows (the attempt was counted at claim time). Documents that were
+  expires and the sweeper re-queues the rows. Only the batch that was running was charged an attempt
+  (charged as it starts, not at claim), so documents waiting behind it lose nothing. Documents that were
   in such a batch before run alone next time, after the fresh ones, so a crashing document takes down
-  nothing but itself.
+  nothing but itself;
+- the model version's artifact does not load: the failure is recorded on the version and the previous
+  good version serves meanwhile (or, without one, documents wait queued); nothing is claimed or charged.
 """
 
 from __future__ import annotations
@@ -27,21 +30,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from db.jobs import (
-    ClaimedDocument,
-    claim_queued,
-    complete_documents,
-    fail_documents,
-    release_documents,
-    retry_documents,
-    reusable_results,
-)
+from db.leases import ClaimedDocument, claim_queued, release_documents, start_attempts
 from db.models import DocState, ModelVersion, Result
+from db.outcomes import complete_documents, fail_documents, retry_documents, reusable_results
 from db.session import session_scope
-from db.versions import active_version, active_version_id
-from leximind.config import Settings
+from db.versions import serving_version_id
+from leximind.config import JobTuning, Settings
 from workers.lease import LeaseHeartbeat
-from workers.tuning import JobTuning
+from workers.model_resolution import serving_predictor
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +87,8 @@ class _Group:
 
     @property
     def suspect(self) -> bool:
-        """Claimed before without an outcome: its last batch may have died on it."""
-        return any(d.attempts > 1 for d in self.docs)
+        """Ran before without an outcome (its batch may have died on it) or failed transiently."""
+        return any(d.attempts > 0 for d in self.docs)
 
     @property
     def attempts(self) -> int:
@@ -135,12 +131,11 @@ def process_queue(
         if stop_requested.is_set():
             report.stopped = True
             break
-        with session_scope(database_url) as session:
-            version = active_version(session)
-        if version is None:
+        served = serving_predictor(database_url, predictor_for, tuning.model_retry_s)
+        if served is None:
             report.no_model = True
             break
-        predictor = predictor_for(version)
+        version, predictor = served
         lease = f"{worker_name}/{uuid.uuid4().hex[:12]}"
         with session_scope(database_url) as session:
             claimed = claim_queued(session, settings.claim_batch_size, lease, settings.lease_seconds)
@@ -188,7 +183,7 @@ def _process_claim(
             stopping = stop_requested.is_set()
             out_of_time = stopping or (deadline is not None and index > 0 and time.monotonic() > deadline)
             with session_scope(database_url) as session:
-                if out_of_time or active_version_id(session) != version.id:
+                if out_of_time or serving_version_id(session, tuning.model_retry_s) != version.id:
                     report.released += release_documents(session, [i for g in untried for i in g.ids], lease)
                     report.stopped = report.stopped or out_of_time
                     reason = (
@@ -196,10 +191,13 @@ def _process_claim(
                         if stopping
                         else "time is up"
                         if out_of_time
-                        else "the active model changed"
+                        else "the model to serve changed"
                     )
                     log.info("released %d untried documents (%s)", len(untried), reason)
                     break
+                batch = _charge(session, batch, lease)
+            if not batch:
+                continue
             outcomes = _predict_isolating(predictor, batch)
             if len(batch) > 1 and all(o.error is not None for o in outcomes):
                 for o in outcomes:  # the same failure everywhere points at the model or the machine
@@ -241,6 +239,22 @@ def _batches(groups: list[_Group], tuning: JobTuning) -> list[list[_Group]]:
         batches.append(current)
     batches.extend([g] for g in groups if g.suspect)
     return batches
+
+
+def _charge(session: Any, batch: list[_Group], lease: str) -> list[_Group]:
+    """Count an attempt for each document of the batch about to run (committed before it runs).
+
+    Drops documents this lease no longer holds; each group's ``attempts`` becomes the run's number.
+    """
+    attempts = start_attempts(session, [i for g in batch for i in g.ids], lease, DocState.PROCESSING)
+    charged = []
+    for group in batch:
+        docs = [
+            ClaimedDocument(d.id, d.sha256, d.text, attempts[d.id]) for d in group.docs if d.id in attempts
+        ]
+        if docs:
+            charged.append(_Group(docs))
+    return charged
 
 
 def _predict_isolating(predictor: Predictor, batch: list[_Group]) -> list[_Outcome]:

@@ -8,21 +8,41 @@
    a version (``db.versions.model_status`` tells the web what to say meanwhile).
 
 Only one process resolves at a time (a Postgres advisory lock); the others return None and their
-documents stay queued. A failed starter run is not restarted automatically: an admin decides.
+documents stay queued. A failed starter run is started again, visibly, as a new run: up to
+``LEXIMIND_STARTER_TRIES`` runs in all, the n-th restart ``LEXIMIND_STARTER_RETRY_SECONDS * 2**(n-1)``
+after the failure (the infer task and the sweeper both check). A cancelled one is not: a person decided.
+
+Which version runs (:func:`serving_predictor`): the active one; if its artifact does not load, the
+failure is recorded on the version row, the previous good version serves meanwhile (without one,
+documents wait queued, uncharged), and the active one is tried again after ``LEXIMIND_MODEL_RETRY_SECONDS``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from celery import Celery
 from sqlalchemy import func, select
 
 from db.models import ModelVersion
 from db.session import get_engine, session_scope
-from db.versions import RESOLUTION_LOCK, STARTER_RECIPE, active_version, register_version, starter_run
-from leximind.config import Settings
+from db.versions import (
+    RESOLUTION_LOCK,
+    active_version,
+    clear_load_failure,
+    record_load_failure,
+    register_version,
+    serving_version,
+    starter_params,
+    starter_restart_due,
+    starter_run,
+    starter_tries,
+)
+from leximind.config import JobTuning, Settings
 from leximind.messaging import enqueue_training
 
 log = logging.getLogger(__name__)
@@ -30,34 +50,92 @@ log = logging.getLogger(__name__)
 TOKENIZER_FILES = ("spiece.model", "tokenizer.json", "tokenizer_config.json")
 
 
-def ensure_model(database_url: str, settings: Settings, celery: Celery) -> ModelVersion | None:
+def ensure_model(
+    database_url: str, settings: Settings, celery: Celery, tuning: JobTuning | None = None
+) -> ModelVersion | None:
     """The active version, or None while one is being set up (see the module docstring)."""
+    tuning = tuning or JobTuning()
+    version, _, act = _setup_needed(database_url)
+    if not act:
+        return version
+    with _resolution_lock(database_url) as locked:
+        if not locked:
+            return None  # another worker is importing or starting training right now
+        version, failed_run, act = _setup_needed(database_url)
+        if not act:
+            return version
+        if failed_run is not None:
+            _restart_starter(database_url, celery, tuning, failed_run)
+            return None
+        return _import_or_start(database_url, settings, celery, tuning)
+
+
+def restart_starter_if_due(database_url: str, celery: Celery, tuning: JobTuning) -> int | None:
+    """The sweeper's check: start a failed starter run again once its backoff passed; the new run's id.
+
+    Never imports a base model (the sweeper runs on CPU workers without the model code's weight).
+    """
+    _, failed_run, act = _setup_needed(database_url)
+    if not act or failed_run is None:
+        return None
+    with _resolution_lock(database_url) as locked:
+        if not locked:
+            return None
+        _, failed_run, act = _setup_needed(database_url)
+        if not act or failed_run is None:
+            return None
+        return _restart_starter(database_url, celery, tuning, failed_run)
+
+
+def _setup_needed(database_url: str) -> tuple[ModelVersion | None, int | None, bool]:
+    """(active version, failed starter run due for a restart, whether a worker has to act now)."""
     with session_scope(database_url) as session:
         version = active_version(session)
-        if version is not None or starter_run(session) is not None:
-            return version
+        if version is not None:
+            return version, None, False
+        run = starter_run(session)
+        if run is None:
+            return None, None, True
+        if starter_restart_due(session, run):
+            return None, run.id, True
+        return None, None, False
+
+
+@contextmanager
+def _resolution_lock(database_url: str) -> Iterator[bool]:
+    """A session-level advisory lock, tried once: one process resolves the model at a time."""
     with get_engine(database_url).connect() as lock_conn:
-        if not lock_conn.scalar(select(func.pg_try_advisory_lock(RESOLUTION_LOCK))):
-            return None  # another worker is importing or starting training right now
+        locked = bool(lock_conn.scalar(select(func.pg_try_advisory_lock(RESOLUTION_LOCK))))
         try:
-            return _resolve_locked(database_url, settings, celery)
+            yield locked
         finally:
-            lock_conn.scalar(select(func.pg_advisory_unlock(RESOLUTION_LOCK)))
+            if locked:
+                lock_conn.scalar(select(func.pg_advisory_unlock(RESOLUTION_LOCK)))
             lock_conn.commit()
 
 
-def _resolve_locked(database_url: str, settings: Settings, celery: Celery) -> ModelVersion | None:
+def _restart_starter(database_url: str, celery: Celery, tuning: JobTuning, failed_run_id: int) -> int:
+    from db.training_runs import get_run
+
     with session_scope(database_url) as session:
-        version = active_version(session)
-        if version is not None or starter_run(session) is not None:
-            return version
+        run = get_run(session, failed_run_id)
+        reason = f"starter run {failed_run_id} failed: {run.error_message or 'no reason recorded'}"
+    return _start_starter_run(database_url, celery, tuning, reason=reason)
+
+
+def _import_or_start(
+    database_url: str, settings: Settings, celery: Celery, tuning: JobTuning
+) -> ModelVersion | None:
     try:
         folder, source = import_base_model(settings.base_model, settings.models_dir)
     except Exception as exc:  # noqa: BLE001 - any failure to get the base model leads to the starter run
         log.warning(
             "base model %r is not available (%s); starting the starter training run", settings.base_model, exc
         )
-        return _start_starter_run(database_url, celery, reason=f"{type(exc).__name__}: {exc}")
+        _start_starter_run(
+            database_url, celery, tuning, reason=f"no model available: {type(exc).__name__}: {exc}"
+        )
+        return None
     from model.artifacts import manifest_sha256
 
     with session_scope(database_url) as session:
@@ -73,14 +151,52 @@ def _resolve_locked(database_url: str, settings: Settings, celery: Celery) -> Mo
     return version
 
 
-def _start_starter_run(database_url: str, celery: Celery, *, reason: str) -> None:
+def _start_starter_run(database_url: str, celery: Celery, tuning: JobTuning, *, reason: str) -> int:
     from db.training_runs import create_run
 
     with session_scope(database_url) as session:
-        run = create_run(session, {"recipe": STARTER_RECIPE, "reason": f"no model available: {reason}"})
+        tries = starter_tries(session) + 1
+        params = starter_params(
+            reason,
+            tries=tries,
+            max_tries=tuning.starter_tries,
+            retry_after_s=tuning.starter_retry_after(tries),
+        )
+        run = create_run(session, params)
     enqueue_training(celery, run.id)
-    log.info("starter training run %d enqueued", run.id)
-    return None
+    log.info(
+        "starter training run %d enqueued (try %d of %d): %s", run.id, tries, tuning.starter_tries, reason
+    )
+    return run.id
+
+
+def serving_predictor(
+    database_url: str, predictor_for: Callable[[ModelVersion], Any], retry_after_s: float
+) -> tuple[ModelVersion, Any] | None:
+    """The version to run now and its loaded predictor, or None (documents stay queued, uncharged).
+
+    A version that fails to load gets the failure recorded on its row, and the next candidate is tried:
+    each at most once per call, so a broken artifact costs one load attempt, not a spin.
+    """
+    failed: set[int] = set()
+    while True:
+        with session_scope(database_url) as session:
+            version = serving_version(session, retry_after_s, exclude=failed)
+        if version is None:
+            return None
+        try:
+            predictor = predictor_for(version)
+        except Exception as exc:  # noqa: BLE001 - any load failure is recorded and shown; the next one is tried
+            log.exception("model version %s at %s does not load", version.name, version.path)
+            with session_scope(database_url) as session:
+                record_load_failure(session, version.id, f"{type(exc).__name__}: {exc}")
+            failed.add(version.id)
+            continue
+        if version.load_error is not None:
+            with session_scope(database_url) as session:
+                clear_load_failure(session, version.id)
+            log.info("model version %s loads again", version.name)
+        return version, predictor
 
 
 def import_base_model(source: str, models_dir: Path) -> tuple[Path, str]:

@@ -18,11 +18,10 @@ from typing import Any
 from celery import Celery
 
 from db.models import ModelVersion
-from db.session import dispose_all, normalize_url, session_scope
-from db.versions import active_version
-from leximind.config import Settings, get_settings
+from db.session import dispose_all, normalize_url
+from leximind.config import JobTuning, Settings, get_settings
 from workers.inference import Predictor
-from workers.tuning import JobTuning
+from workers.model_resolution import serving_predictor
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +121,9 @@ def init_process(celery: Celery, *, load_model: bool) -> Runtime:
     _runtime = None
     runtime = get_runtime()
     if load_model:
-        with session_scope(runtime.database_url) as session:
-            version = active_version(session)
-        if version is not None:
-            runtime.predictors(version)
+        # a version that does not load is recorded and the previous good one loaded instead; the process
+        # starts either way (documents wait queued when nothing loads)
+        serving_predictor(runtime.database_url, runtime.predictors, runtime.tuning.model_retry_s)
     return runtime
 
 

@@ -42,7 +42,7 @@ def infer_wakeup() -> dict:
 
     rt = get_runtime()
     clear_infer_pending(app)  # from here on, a newly queued document sends a fresh wake-up
-    if ensure_model(rt.database_url, rt.settings, app) is None:
+    if ensure_model(rt.database_url, rt.settings, app, rt.tuning) is None:
         return {"no_model": True}
     report = process_queue(
         rt.database_url,

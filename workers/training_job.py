@@ -21,13 +21,17 @@ from typing import Any
 
 from db.models import RunState
 from db.session import session_scope
-from db.training_runs import RunError, corrections, finish_run, start_run, update_progress
+from db.training_runs import RunError, corrections, finish_run, heartbeat_run, start_run, update_progress
 from db.versions import active_version, register_version
 from leximind.config import Settings
+from workers.lease import Heartbeat
 
 log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL_S = 2.0  # at most one progress write per this many seconds (evaluations always write)
+# a background beat, whatever the phase (loading data, evaluating): the sweeper fails a run whose heartbeat is
+# older than LEXIMIND_TRAINING_STALE_SECONDS (300 by default), so this leaves room for several missed beats
+TRAINING_HEARTBEAT_S = 30.0
 
 
 @dataclass
@@ -35,6 +39,18 @@ class ActiveInfo:
     id: int
     name: str
     path: str
+
+
+class RunHeartbeat(Heartbeat):
+    """Beats the run's heartbeat between progress writes, so a long phase does not look like a dead worker."""
+
+    def __init__(self, database_url: str, run_id: int, interval_s: float = TRAINING_HEARTBEAT_S):
+        super().__init__(interval_s, f"training-run-{run_id}-heartbeat")
+        self.database_url, self.run_id = database_url, run_id
+
+    def beat(self) -> None:
+        with session_scope(self.database_url) as session:
+            heartbeat_run(session, self.run_id)
 
 
 class ProgressWriter:
@@ -94,9 +110,10 @@ def run_training_run(
     writer = ProgressWriter(database_url, run_id, progress_interval_s)
     checkpoints = settings.data_dir / "training" / f"run-{run_id}"
     try:
-        state, metrics, version_id, message = _train_and_register(
-            database_url, run_id, params, settings, writer, checkpoints, device
-        )
+        with RunHeartbeat(database_url, run_id):
+            state, metrics, version_id, message = _train_and_register(
+                database_url, run_id, params, settings, writer, checkpoints, device
+            )
     except Exception as exc:  # noqa: BLE001 - every failure ends the run with its reason, and is logged
         from model.training.trainer import TrainingCancelled
 

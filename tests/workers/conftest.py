@@ -12,7 +12,7 @@ from db.session import session_scope
 from db.uploads import UploadedFile, create_job
 from db.versions import register_version
 from leximind.config import Settings
-from workers.tuning import JobTuning
+from leximind.config import JobTuning
 
 
 @pytest.fixture()

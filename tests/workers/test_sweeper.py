@@ -8,7 +8,7 @@ import pytest
 import redis
 from sqlalchemy import func, text, update
 
-from db.jobs import claim_for_extraction, claim_queued
+from db.leases import claim_for_extraction, claim_queued, start_attempts
 from db.models import DocState, Document
 from db.session import session_scope
 from db.uploads import UploadedFile, create_job
@@ -63,6 +63,7 @@ def test_a_document_that_keeps_killing_its_worker_fails(settings, tuning, queue_
     for attempt in range(settings.max_attempts):
         with session_scope(settings.database_url) as session:
             assert claim_queued(session, 1, f"doomed/{attempt}", 60)
+            assert start_attempts(session, [doc_id], f"doomed/{attempt}", DocState.PROCESSING)
             session.execute(
                 update(Document).values(lease_expires_at=func.now() - text("interval '1 second'"))
             )
