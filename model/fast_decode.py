@@ -4,210 +4,39 @@
 and repetition penalties). This one does plain greedy decoding with ``min_new_tokens`` and nothing else,
 and is built for throughput:
 
-- the decoder weights are fused per layer (q|k|v, cross k|v, wi_0|wi_1), so a step launches fewer kernels;
+- the decoder weights are fused per layer (q|k|v, cross k|v, wi_0|wi_1), so a step launches fewer kernels
+  (``model.decode_step``);
 - all state lives in a ``StaticDecodeCache`` (fixed addresses), written in place, so one decoding step can
-  be captured in a CUDA graph and replayed: one launch per step instead of hundreds;
+  be captured in a CUDA graph and replayed: one launch per step instead of hundreds (``model.step_graphs``
+  keeps the graphs; a capture that fails leaves the decoder eager, and its stats say why);
 - the step keeps its own counter on the device, so the host does not touch the GPU between steps; it reads
   the finished flags every ``sync_every`` steps and then moves the rows still decoding to the front
   (``compact``) once enough have finished, so finished documents stop costing work;
 - self-attention reads only the positions written so far, rounded up to ``key_block``.
 
-On a CPU the same step runs eagerly, with exact key lengths and a check after every step.
-In fp32 the numerics are those of ``MultiTaskModel.decode_step`` (same norm modules, biases and masks); in
-bf16 the step is "lean" (fused RMSNorm, residual adds in the matmul epilogue, no all-zero masks), which
-rounds differently in the last bit. The output has the shape and padding of ``MultiTaskModel.generate``.
+On a CPU the same step runs eagerly, with exact key lengths and a check after every step. The output has
+the shape and padding of ``MultiTaskModel.generate``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
-from model.attention import masked_bias
-from model.layers import RMSNorm
-from model.lora import LoRALinear
+from model.decode_step import ATTENTION_KINDS, DecoderWeights, decode_step
 from model.multitask import MultiTaskModel
 from model.static_cache import CacheShape, StaticDecodeCache
+from model.step_graphs import CapturedStep, GraphBackend, Step, StepGraphs
+
+__all__ = ["ATTENTION_KINDS", "DecodeStats", "DecoderWeights", "GreedyDecoder", "decode_step", "ladder_size"]
 
 logger = logging.getLogger(__name__)
-
-ATTENTION_KINDS = ("sdpa", "matmul")
-
-
-def _weight(linear: torch.nn.Linear) -> torch.Tensor:
-    return linear.merged_weight() if isinstance(linear, LoRALinear) else linear.weight.detach()
-
-
-def _fuse(linears: list[torch.nn.Linear], share: bool) -> torch.Tensor:
-    """The weights stacked along the output dimension; with `share`, each module's weight then becomes a
-    view into the stack (same values, one copy in memory)."""
-    fused = torch.cat([_weight(linear) for linear in linears])
-    if share and not any(isinstance(linear, LoRALinear) for linear in linears):
-        offset = 0
-        for linear in linears:
-            rows = linear.weight.shape[0]
-            linear.weight.data = fused[offset : offset + rows]
-            offset += rows
-    return fused
-
-
-@dataclass
-class LayerWeights:
-    self_norm: RMSNorm
-    self_qkv: torch.Tensor  # (3 * inner, d_model)
-    self_out: torch.Tensor  # (d_model, inner)
-    cross_norm: RMSNorm
-    cross_q: torch.Tensor  # (inner, d_model)
-    cross_kv: torch.Tensor  # (2 * inner, d_model): applied once to the encoder states
-    cross_out: torch.Tensor  # (d_model, inner)
-    ff_norm: RMSNorm
-    ff_in: torch.Tensor  # (2 * d_ff, d_model) gated (wi_0 | wi_1), (d_ff, d_model) plain
-    ff_out: torch.Tensor  # (d_model, d_ff)
-
-
-class DecoderWeights:
-    """The decoder's weights, fused per layer, read from (and sharing norms with) a MultiTaskModel.
-
-    On CUDA the model's own projection weights become views into the fused tensors, so fusing costs no
-    memory (146 MB at FLAN-T5-base in bf16). On a CPU they stay separate copies: a CPU model may still be
-    saved, and safetensors refuses tensors that share memory. LoRA projections are merged into copies.
-    """
-
-    @torch.no_grad()
-    def __init__(self, model: MultiTaskModel):
-        cfg = model.config
-        self.heads, self.head_dim = cfg.num_heads, cfg.d_kv
-        self.gated = cfg.is_gated
-        self.scale = cfg.d_model**-0.5 if cfg.scale_decoder_outputs else None
-        self.embedding = model.token_embedding.weight.detach()
-        self.lm_head = self.embedding if model.lm_head is None else model.lm_head.weight.detach()
-        self.final_norm = model.decoder.final_norm
-        self.relative_bias = model.decoder.relative_bias
-        share = self.embedding.device.type == "cuda"
-        self.layers = []
-        for block in model.decoder.blocks:
-            sa, ca, ff = block.self_attn, block.cross_attn, block.ff
-            self.layers.append(
-                LayerWeights(
-                    self_norm=block.self_attn_norm,
-                    self_qkv=_fuse([sa.q, sa.k, sa.v], share),
-                    self_out=_weight(sa.o),
-                    cross_norm=block.cross_attn_norm,
-                    cross_q=_weight(ca.q),
-                    cross_kv=_fuse([ca.k, ca.v], share),
-                    cross_out=_weight(ca.o),
-                    ff_norm=block.ff_norm,
-                    ff_in=_fuse([ff.wi_0, ff.wi_1], share) if self.gated else _weight(ff.wi),
-                    ff_out=_weight(ff.wo),
-                )
-            )
-
-    def cross_key_values(self, encoder_states: torch.Tensor) -> Iterator[torch.Tensor]:
-        """encoder_states (B, S, d_model) -> per layer (2, B, H, S, d_kv), one layer at a time (so only one
-        layer's projection is ever held outside the cache)."""
-        B, S, _ = encoder_states.shape
-        for layer in self.layers:
-            kv = F.linear(encoder_states, layer.cross_kv)  # (B, S, 2 * H * d_kv)
-            yield kv.view(B, S, 2, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-
-    def self_bias_table(self, length: int, dtype: torch.dtype) -> torch.Tensor:
-        """(T, H, T): row p is the self-attention bias of query position p, causal mask folded in."""
-        positions = torch.arange(length, device=self.embedding.device)
-        causal = (positions[None, :] <= positions[:, None])[None, None]  # (1, 1, T, T)
-        bias = masked_bias(causal, self.relative_bias(positions, positions), dtype)  # (1, H, T, T)
-        return bias[0].transpose(0, 1).contiguous()
-
-
-def _attend(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None, kind: str
-) -> torch.Tensor:
-    """q (B, H, 1, D) over k, v (B, H, T, D) with an additive bias (None: attend to all); T5 does not scale
-    the scores."""
-    if kind == "sdpa":
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
-    scores = torch.matmul(q, k.transpose(-1, -2)).float()  # (B, H, 1, T)
-    if bias is not None:
-        scores = scores + bias
-    return torch.matmul(torch.softmax(scores, dim=-1).to(v.dtype), v)
-
-
-def _norm(module: RMSNorm, x: torch.Tensor, lean: bool) -> torch.Tensor:
-    if lean:  # one kernel where torch has a fused RMSNorm; rounds once instead of twice in bf16
-        return F.rms_norm(x, (x.shape[-1],), module.weight, module.eps)
-    return module(x)
-
-
-def _add_projection(
-    residual: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, lean: bool
-) -> torch.Tensor:
-    """residual + x @ weight.T; lean: the add happens in the matmul's epilogue (one kernel, one rounding)."""
-    if lean:
-        return torch.addmm(residual, x, weight.t())
-    return residual + F.linear(x, weight)
-
-
-@torch.no_grad()
-def decode_step(
-    w: DecoderWeights,
-    cache: StaticDecodeCache,
-    bias_table: torch.Tensor,  # (T, H, T) from DecoderWeights.self_bias_table
-    rows: int,  # the step runs on cache rows [0, rows)
-    key_len: int,  # self-attention keys read: >= step + 1 (unwritten slots are masked by the table)
-    source_len: int,  # cross-attention keys read
-    eos_token_id: int,
-    min_new_tokens: int,
-    attention: str,
-    lean: bool = False,  # fewer kernels, bf16 rounding differs slightly from the reference (see GreedyDecoder)
-    cross_masked: bool = True,  # False when no row has encoder padding: attention without a mask
-) -> None:
-    """One greedy step for every row, entirely on the device and in place (capturable in a CUDA graph)."""
-    H, D = w.heads, w.head_dim
-    step = cache.step  # (1,) position of the token produced now
-    x = F.embedding(cache.tokens[:rows], w.embedding)  # (B, d_model)
-    self_bias = bias_table.index_select(0, step)[:, :, None, :key_len]  # (1, H, 1, Tk)
-    cross_bias = cache.cross_bias[:rows, :, :, :source_len] if cross_masked else None  # (B, 1, 1, S)
-    for layer, lw in enumerate(w.layers):
-        # self-attention: write this position's K/V into the cache, attend over the written prefix
-        qkv = F.linear(_norm(lw.self_norm, x, lean), lw.self_qkv).view(rows, 3, H, 1, D)
-        q, k, v = qkv.unbind(1)  # (B, H, 1, D) each
-        keys, values = cache.self_kv[layer, 0, :rows], cache.self_kv[layer, 1, :rows]  # (B, H, T, D)
-        keys.index_copy_(2, step, k)
-        values.index_copy_(2, step, v)
-        attn = _attend(q, keys[:, :, :key_len], values[:, :, :key_len], self_bias, attention)
-        x = _add_projection(x, attn.reshape(rows, H * D), lw.self_out, lean)
-        # cross-attention over the encoder K/V computed once
-        q = F.linear(_norm(lw.cross_norm, x, lean), lw.cross_q).view(rows, H, 1, D)
-        keys = cache.cross_kv[layer, 0, :rows, :, :source_len]
-        values = cache.cross_kv[layer, 1, :rows, :, :source_len]
-        attn = _attend(q, keys, values, cross_bias, attention)
-        x = _add_projection(x, attn.reshape(rows, H * D), lw.cross_out, lean)
-        # feed-forward
-        hidden = F.linear(_norm(lw.ff_norm, x, lean), lw.ff_in)
-        if w.gated:
-            gate, up = hidden.chunk(2, dim=-1)
-            hidden = F.gelu(gate, approximate="tanh") * up
-        else:
-            hidden = F.relu(hidden)
-        x = _add_projection(x, hidden, lw.ff_out, lean)
-    x = _norm(w.final_norm, x, lean)
-    if w.scale is not None:
-        x = x * w.scale
-    logits = F.linear(x, w.lm_head)  # (B, V)
-    if min_new_tokens > 0:
-        logits[:, eos_token_id].masked_fill_(step < min_new_tokens, float("-inf"))
-    finished = cache.finished[:rows]
-    next_tokens = logits.argmax(dim=-1).masked_fill_(finished, cache.pad_token_id)  # (B,)
-    cache.out[:rows].index_copy_(1, step, next_tokens[:, None])
-    finished |= next_tokens == eos_token_id
-    cache.tokens[:rows].copy_(next_tokens)
-    step += 1
 
 
 def ladder_size(rows: int) -> int:
@@ -232,9 +61,11 @@ class DecodeStats:
     tokens: int = 0  # tokens the rows really produced (EOS included)
     compactions: int = 0
     graphs_captured: int = 0
+    graph_steps: int = 0  # steps run as a replayed CUDA graph
+    eager_steps: int = 0  # steps run op by op (CPU, graphs off, or after a failed capture)
     attention: str = ""
     attention_ms: dict[str, float] = field(default_factory=dict)  # one step per kernel kind, when timed
-    graph_error: str = ""  # why decoding fell back to eager steps, if it did
+    graph_error: str = ""  # the last capture that failed, and why (then decoding went on eagerly)
     cpu_threads: int = 0  # CPU, decode_threads "auto": the thread count the last call chose
 
     @property
@@ -287,12 +118,13 @@ class GreedyDecoder:
         sync_every: int | None = None,  # steps between finished-flag reads; None: 8 with graphs, else 1
         key_block: int | None = None,  # self-attention key lengths are rounded up to this; None: 16 / 1
         source_block: int | None = None,  # encoder lengths are rounded up to this; None: 64 / 1
-        attention: str = "auto",  # "sdpa", "matmul" or "auto" (lean on CUDA: timed once; else "sdpa")
+        attention: str = "auto",  # "sdpa", "matmul" or "auto" (lean under graphs: timed once; else "sdpa")
         batch_ladder: bool | None = None,  # round batch sizes up to ladder_size(); None: with graphs
         # CPU: torch threads while decoding (restored after); "auto": time 1 and all threads on the first
         # steps of each call and keep the faster; None: as set
         cpu_threads: int | str | None = None,
         lean: bool | None = None,  # fused norms and residual adds, no all-zero masks; None: in bf16 / fp16
+        graph_backend: GraphBackend | None = None,  # None: torch.cuda (tests pass a CPU stand-in)
     ):
         if attention not in (*ATTENTION_KINDS, "auto"):
             raise ValueError(f"attention={attention!r}; use one of {ATTENTION_KINDS} or 'auto'")
@@ -302,7 +134,7 @@ class GreedyDecoder:
         self.dtype = self.weights.embedding.dtype
         on_cuda = self.device.type == "cuda"
         self.use_graphs = on_cuda if use_cuda_graphs is None else use_cuda_graphs
-        if self.use_graphs and not on_cuda:
+        if self.use_graphs and not on_cuda and graph_backend is None:
             raise ValueError("CUDA graphs need the model on a CUDA device")
         self.cpu_threads = cpu_threads if not on_cuda else None
         self.lean = self.dtype in (torch.bfloat16, torch.float16) if lean is None else lean
@@ -313,15 +145,15 @@ class GreedyDecoder:
         self.key_block = key_block or (16 if self.use_graphs and self.lean else 1)
         self.source_block = source_block or (64 if self.use_graphs and self.lean else 1)
         # exact (fp32) steps use the reference's kernel, so tokens match it (and transformers) bit for bit;
-        # lean steps on CUDA time both kinds on the first batch
-        self.attention = attention if attention != "auto" or (self.lean and on_cuda) else "sdpa"
+        # lean steps under graphs time both kinds on the first batch
+        self.attention = attention if attention != "auto" or (self.lean and self.use_graphs) else "sdpa"
         self._cross_masked = True
         self._batch: _LoadedBatch | None = None
         self.stats = DecodeStats(attention=self.attention)
         self._cache: StaticDecodeCache | None = None
         self._bias_table: torch.Tensor | None = None
-        self._graphs: dict[tuple, torch.cuda.CUDAGraph] = {}  # (rows, keys, source, min, masked)
-        self._pool = None
+        # (rows, keys, source, min, masked) -> captured step; each graph has its own memory pool
+        self._graphs = StepGraphs(graph_backend) if self.use_graphs else None
 
     # ------------------------------------------------------------------ public
     def generate(
@@ -381,9 +213,10 @@ class GreedyDecoder:
             torch.set_num_threads(threads)
 
     def release(self) -> None:
-        """Drop the cache and the captured graphs (their memory goes back to the allocator)."""
-        self._graphs.clear()
-        self._cache = self._bias_table = self._pool = None
+        """Drop the captured graphs, then the cache they were captured on (memory goes back to the allocator)."""
+        if self._graphs is not None:
+            self._graphs.clear()
+        self._cache = self._bias_table = None
 
     # ------------------------------------------------------------------ internals
     def _decode(self, batch: _LoadedBatch, min_new_tokens: int, probe: _ThreadProbe | None) -> torch.Tensor:
@@ -454,8 +287,12 @@ class GreedyDecoder:
             logger.info("decoder cache %s: %.1f MB", shape, cache.nbytes / 2**20)
         return cache
 
-    def _step(self, rows: int, key_len: int, source_len: int, min_new_tokens: int, attention: str) -> None:
-        decode_step(
+    def _bound_step(
+        self, rows: int, key_len: int, source_len: int, min_new_tokens: int, attention: str
+    ) -> Step:
+        """The step with every argument bound: what a graph captures (and keeps alive) or what runs eagerly."""
+        return functools.partial(
+            decode_step,
             self.weights,
             self._cache,
             self._bias_table,
@@ -470,67 +307,66 @@ class GreedyDecoder:
         )
 
     def _run_step(self, rows: int, key_len: int, source_len: int, min_new_tokens: int) -> None:
-        if not self.use_graphs:
-            self._step(rows, key_len, source_len, min_new_tokens, self.attention)
-            return
-        key = (rows, key_len, source_len, min_new_tokens, self._cross_masked)
-        graph = self._graphs.get(key)
-        if graph is None:
-            try:
-                graph = self._graphs[key] = self._capture(
-                    rows, key_len, source_len, min_new_tokens, self.attention
-                )
-            except Exception as err:  # a kernel that cannot be captured: slower, still correct
-                logger.warning("CUDA graph capture failed, decoding without graphs: %s", err)
-                self.stats.graph_error = f"{type(err).__name__}: {err}"[:300]
-                self.use_graphs = False
-                self._graphs.clear()
-                self._step(rows, key_len, source_len, min_new_tokens, self.attention)
+        if self.use_graphs:
+            key = (rows, key_len, source_len, min_new_tokens, self._cross_masked)
+            captured = self._graphs.get(key)
+            if captured is None:
+                try:
+                    captured = self._capture(rows, key_len, source_len, min_new_tokens, self.attention)
+                except Exception as err:  # a kernel that cannot be captured: slower, still correct
+                    self._fall_back_to_eager(key, err)
+                else:
+                    self._graphs.put(key, captured)
+            if captured is not None:
+                captured.replay()
+                self.stats.graph_steps += 1
                 return
-        graph.replay()
+        self._bound_step(rows, key_len, source_len, min_new_tokens, self.attention)()
+        self.stats.eager_steps += 1
 
     def _capture(
         self, rows: int, key_len: int, source_len: int, min_new_tokens: int, attention: str
-    ) -> torch.cuda.CUDAGraph:
-        cache = self._cache
-        saved = cache.snapshot()
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm-up outside the graph: lazy library initialisation
-            self._step(rows, key_len, source_len, min_new_tokens, attention)
-        torch.cuda.current_stream().wait_stream(side)
-        cache.restore(saved)
-        if self._pool is None:
-            self._pool = torch.cuda.graph_pool_handle()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool):
-            self._step(rows, key_len, source_len, min_new_tokens, attention)
+    ) -> CapturedStep:
+        step = self._bound_step(rows, key_len, source_len, min_new_tokens, attention)
+        captured = self._graphs.capture(step, self._cache.snapshot, self._cache.restore)
         self.stats.graphs_captured += 1
-        return graph
+        return captured
+
+    def _fall_back_to_eager(self, key: tuple, err: Exception) -> None:
+        logger.warning("CUDA graph capture failed at %s; decoding without graphs from now on: %s", key, err)
+        self._record_graph_error(key, err)
+        self.use_graphs = False
+        self._graphs.clear()
+
+    def _record_graph_error(self, key: tuple | str, err: Exception) -> None:
+        self.stats.graph_error = f"capture {key}: {type(err).__name__}: {err}"[:300]
 
     def _choose_attention(self, rows: int, source_len: int, min_new_tokens: int, replays: int = 10) -> None:
-        """Time one full-length step with each attention kernel on this batch shape; keep the faster."""
+        """Time one full-length captured step with each attention kernel on this batch shape; keep the
+        faster, and its graph (each was captured into a pool of its own, so dropping the other is safe)."""
         key_len = self._cache.shape.target_len
         saved = self._cache.snapshot()
-        timings = {}
+        timings, graphs = {}, {}
         for kind in ATTENTION_KINDS:
             try:
-                graph = self._capture(rows, key_len, source_len, min_new_tokens, kind)
+                captured = self._capture(rows, key_len, source_len, min_new_tokens, kind)
             except Exception as err:
                 logger.warning("attention %s cannot be captured: %s", kind, err)
+                self._record_graph_error(f"attention {kind}", err)
                 continue
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            graph.replay()
-            start.record()
-            for _ in range(replays):
+
+            def replay_from_start(captured: CapturedStep = captured) -> None:
                 self._cache.step.zero_()
-                graph.replay()
-            end.record()
-            end.synchronize()
-            timings[kind] = start.elapsed_time(end) / replays
+                captured.replay()
+
+            timings[kind] = self._graphs.backend.time_ms(replay_from_start, replays)
             self._cache.restore(saved)
-            del graph
+            graphs[kind] = captured
         self.attention = min(timings, key=timings.__getitem__) if timings else "matmul"
+        if self.attention in graphs:
+            self._graphs.put(
+                (rows, key_len, source_len, min_new_tokens, self._cross_masked), graphs[self.attention]
+            )
         self.stats.attention = self.attention
         self.stats.attention_ms = {kind: round(ms, 4) for kind, ms in timings.items()}
         logger.info("decode step attention: %s (ms per step: %s)", self.attention, timings)

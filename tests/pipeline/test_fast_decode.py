@@ -132,7 +132,7 @@ def test_decode_step_is_capturable(model):
     """A CPU stand-in for CUDA graph capture: the step must run entirely on the device."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from model.fast_decode import decode_step
+    from model.decode_step import decode_step
 
     class RecordOps(TorchDispatchMode):
         def __init__(self):
@@ -169,7 +169,7 @@ def test_decode_step_is_capturable(model):
 
 def test_shared_fusion_keeps_the_model_intact():
     """On CUDA the model's projection weights become views into the fused tensors (no extra memory)."""
-    from model.fast_decode import _fuse
+    from model.decode_step import _fuse
 
     model = tiny_model()
     ids, mask = ragged_batch()

@@ -15,7 +15,8 @@ import torch
 if __name__ == "__main__":  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from model.fast_decode import ATTENTION_KINDS, GreedyDecoder  # noqa: E402
+from model.decode_step import ATTENTION_KINDS  # noqa: E402
+from model.fast_decode import GreedyDecoder  # noqa: E402
 from tests.pipeline.decoding_cases import ragged_batch, stop_steps, tiny_model  # noqa: E402
 
 try:
@@ -65,6 +66,19 @@ def test_graphs_equal_reference_loop_fp32():
             assert out.tolist() == expected.tolist(), (gated, min_new_tokens, decoder.stats)
             assert decoder.stats.attention in ATTENTION_KINDS
             assert len(set(stop_steps(expected))) > 3
+
+
+def test_attention_timing_then_capture_at_small_batches_bf16():
+    """The first H200 run lost its graphs at batches 1 and 32: after the attention-timing graphs were
+    dropped, the next capture named their pool again (allocator assert `use_count > 0`)."""
+    for rows in (1, 32):
+        model, states, mask, _ = _cuda_case(torch.bfloat16, rows=rows, width=64)
+        decoder = GreedyDecoder(model)  # lean (bf16): attention chosen by timing captured steps
+        first = decoder.generate(states, mask, 40)
+        assert decoder.generate(states, mask, 40).tolist() == first.tolist()  # graphs replayed again
+        stats = decoder.stats
+        assert not stats.graph_error and stats.eager_steps == 0 and stats.graph_steps == stats.steps, stats
+        assert set(stats.attention_ms) == set(ATTENTION_KINDS), stats
 
 
 def test_finished_rows_are_compacted_under_graphs():
