@@ -11,8 +11,7 @@ from db.models import DocState, Document, User
 from db.session import session_scope
 from db.uploads import UploadedFile, create_job
 from db.versions import register_version
-from leximind.config import Settings
-from leximind.config import JobTuning
+from leximind.config import JobTuning, Settings
 
 
 @pytest.fixture()

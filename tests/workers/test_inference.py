@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import func, select, text, update
 
 from db.leases import claim_queued
-from db.outcomes import complete_documents
 from db.models import DocState, Document, Result
+from db.outcomes import complete_documents
 from db.session import session_scope
 from db.versions import activate_version, register_version
 from tests.workers.conftest import documents
