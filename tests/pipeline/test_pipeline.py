@@ -165,7 +165,7 @@ def test_t5_small_shape_tokens_identical_to_transformers(tmp_path):
     """At a real model size (T5-small shape, varied outputs) fp32 tokens match transformers bit for bit;
     a different attention kernel than the reference's already flips tokens here after ~25 steps."""
     from bench.hf_reference import build_reference, save_checkpoint
-    from bench.pipeline import pad, random_documents
+    from bench.pipeline_sides import pad, random_documents
 
     reference = build_reference("small", seed=0)
     ours = load_pretrained(save_checkpoint(reference, tmp_path / "small"))
