@@ -10,8 +10,10 @@ The rules this module keeps, and why (the first H200 run, docs/performance.md, l
   that: it captured a step with each attention kernel to time them, deleted those graphs, and captured the
   next step into the same pool. Whether the assert fires depends on whether something allocated during the
   capture outlived it (a library's lazily created workspace, say), which is why it struck some batch sizes
-  and not others. A pool per graph costs each graph its own intermediates (one step's activations and
-  logits), a few MB at most per graph at FLAN-T5-base.
+  and not others (the likely cause, from the allocator's code; not yet confirmed on a GPU). A pool per
+  graph costs each graph its own intermediates, one step's activations and logits: by arithmetic about
+  20 MB at 256 rows of FLAN-T5-base (the bf16 logits are 16 MB), far less at small batches; so at most
+  ``max_graphs`` are kept.
 - **Warm-up on the capture stream, before the capture** (the PyTorch CUDA-graphs recipe: warm up on a
   side stream). The warm-up runs on the same side stream the graph is then captured on, so per-stream
   lazy set-up (cuBLAS/cuBLASLt handles and workspaces) happens outside the capture and is not allocated
@@ -108,21 +110,34 @@ class CapturedStep:
 
 
 class StepGraphs:
-    """Captured steps by shape key; each capture warmed up first and given its own pool."""
+    """Captured steps by shape key; each capture warmed up first and given its own pool.
 
-    def __init__(self, backend: GraphBackend | None = None, warmup_steps: int = 3):
+    At most `max_graphs` are kept, the least recently replayed dropped first: a long-running worker meets
+    many shapes (batch ladder x key blocks x encoder blocks), and every graph holds its own pool. With a
+    pool per graph, dropping one is always safe (no other capture names its pool)."""
+
+    def __init__(self, backend: GraphBackend | None = None, warmup_steps: int = 3, max_graphs: int = 64):
         self.backend = backend if backend is not None else CudaGraphBackend()
         self.warmup_steps = warmup_steps
-        self._graphs: dict[Hashable, CapturedStep] = {}
+        self.max_graphs = max_graphs
+        self.evicted = 0
+        self._graphs: dict[Hashable, CapturedStep] = {}  # least recently used first
 
     def __len__(self) -> int:
         return len(self._graphs)
 
     def get(self, key: Hashable) -> CapturedStep | None:
-        return self._graphs.get(key)
+        captured = self._graphs.pop(key, None)
+        if captured is not None:
+            self._graphs[key] = captured  # now the most recently used
+        return captured
 
     def put(self, key: Hashable, captured: CapturedStep) -> None:
+        self._graphs.pop(key, None)
         self._graphs[key] = captured
+        while len(self._graphs) > self.max_graphs:
+            del self._graphs[next(iter(self._graphs))]
+            self.evicted += 1
 
     def clear(self) -> None:
         """Drop every graph (and with it its pool); call before the tensors they were captured on change."""

@@ -59,6 +59,17 @@ def test_capture_warms_up_undoes_the_warm_up_and_takes_a_fresh_pool():
     assert len(graphs) == 0 and backend.live_graphs == 0
 
 
+def test_least_recently_used_graphs_are_dropped_beyond_the_cap():
+    backend, counter = EagerReplayBackend(), _Counter()
+    graphs = StepGraphs(backend, warmup_steps=1, max_graphs=2)
+    for key in "abc":
+        if key == "c":
+            assert graphs.get("a") is not None  # "a" used again: "b" is now the oldest
+        graphs.put(key, graphs.capture(counter.step, counter.snapshot, counter.restore))
+    assert graphs.get("b") is None and graphs.get("a") is not None and graphs.get("c") is not None
+    assert graphs.evicted == 1 and len(graphs) == 2 and backend.live_graphs == 2  # its pool went with it
+
+
 def test_a_failing_warm_up_leaves_the_state_as_it_was():
     backend, counter = EagerReplayBackend(), _Counter(fail_on_run=2)
     counter.value.fill_(5)
