@@ -11,6 +11,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -55,11 +56,14 @@ def pg_admin_url(tmp_path_factory) -> str:
     return url
 
 
-@pytest.fixture(scope="session")
-def database_url(pg_admin_url: str) -> Iterator[str]:
-    """A fresh database for this test session, built by `alembic upgrade head`."""
-    name = f"lm_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(normalize_url(pg_admin_url), isolation_level="AUTOCOMMIT")
+@contextmanager
+def migrated_database(admin_url: str, prefix: str) -> Iterator[str]:
+    """A new database on the server of ``admin_url``, built by `alembic upgrade head`, dropped on exit.
+
+    Also the fault tests' (tests/faults/conftest.py), on a private server they may crash and restart: the
+    admin connection is pinged before use."""
+    name = f"{prefix}{uuid.uuid4().hex[:10]}"
+    admin = create_engine(normalize_url(admin_url), isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = admin.url.set(database=name).render_as_string(hide_password=False)
@@ -69,6 +73,13 @@ def database_url(pg_admin_url: str) -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh database for this test session, built by `alembic upgrade head`."""
+    with migrated_database(pg_admin_url, "lm_test_") as url:
+        yield url
 
 
 @pytest.fixture()

@@ -9,19 +9,18 @@ from __future__ import annotations
 import csv
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
-from db.migrate import upgrade
-from db.session import dispose_all, normalize_url, session_scope
+from db.session import dispose_all
+from tests.conftest import migrated_database
 from tests.e2e.conftest import Stack, running_stack
 from tests.faults.quick_model import create_quick_artifact
 from tests.faults.services import PrivatePostgres, PrivateRedis
-from tests.web.conftest import PASSWORD, alice, app, app_factory  # noqa: F401  (the web tests' fixtures)
+from tests.web.conftest import _person as make_person
+from tests.web.conftest import alice, app, app_factory, make_config  # noqa: F401  (the web tests' fixtures)
 
 FAULTS_EMAIL = "faults@example.com"
 
@@ -52,20 +51,11 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 
 @pytest.fixture()
 def fault_db(private_pg: PrivatePostgres) -> Iterator[str]:
-    """A fresh database on the private cluster, built by the migrations."""
+    """A fresh database on the private cluster, built by the migrations (the top-level helper)."""
     private_pg.start_if_stopped()
-    name = f"lm_fault_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(normalize_url(private_pg.admin_url), isolation_level="AUTOCOMMIT", pool_pre_ping=True)
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin.url.set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-    yield url
-    dispose_all()
-    private_pg.start_if_stopped()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with migrated_database(private_pg.admin_url, "lm_fault_") as url:
+        yield url
+        private_pg.start_if_stopped()  # a test may leave it stopped; it must run for the drop
 
 
 @pytest.fixture()
@@ -78,23 +68,17 @@ def fault_stack(fault_db: str, private_redis: PrivateRedis, quick_artifact: Path
 
 @pytest.fixture()
 def fault_owner(fault_db: str) -> tuple[int, str]:
-    from db.accounts import create_user, issue_token
-
-    with session_scope(fault_db) as session:
-        user = create_user(session, FAULTS_EMAIL, PASSWORD)
-        return user.id, issue_token(session, user.id, "faults").secret
+    """A user and an API token for them (the web tests' helper)."""
+    person = make_person(fault_db, FAULTS_EMAIL)
+    return person.id, person.token
 
 
 @pytest.fixture()
 def fault_api(fault_db: str, private_redis: PrivateRedis):
-    """The real web app (its /api/v1 routes) over the private servers."""
+    """The real web app (its /api/v1 routes) over the private servers, with the web tests' settings."""
     from webapp import create_app
 
-    web = create_app({
-        "TESTING": True, "SECRET_KEY": "faults-" + uuid.uuid4().hex, "DATABASE_URL": fault_db,
-        "BROKER_URL": private_redis.url, "SESSION_COOKIE_SECURE": False, "REMEMBER_COOKIE_SECURE": False,
-        "UPLOAD_RATE_LIMIT": "100000 per minute",
-    })
+    web = create_app(make_config(fault_db, private_redis.url, UPLOAD_RATE_LIMIT="100000 per minute"))
     return web.test_client()
 
 
