@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Update, func, literal, or_, select, update
+from sqlalchemy import Connection, Update, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Blob, DocState, Document
@@ -136,7 +136,9 @@ def claim_queued(session: Session, limit: int, lease: str, lease_seconds: float)
     )
 
 
-def start_attempts(session: Session, ids: list[int], lease: str, held: DocState) -> dict[int, int]:
+def start_attempts(
+    session: Session | Connection, ids: list[int], lease: str, held: DocState
+) -> dict[int, int]:
     """Charge an attempt to the documents about to run; returns each held id's attempt number.
 
     Commit before the run: if the worker dies during it, these are the documents the sweeper charges.

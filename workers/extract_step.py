@@ -9,8 +9,10 @@ attempt just before (so a worker that dies charges only the file it was reading)
 - any other exception is a crash of ours or of the machine: back to ``uploaded`` with a backoff, and
   failed after ``max_attempts``.
 
-What was read is written in the transaction that charges the next file (one per file: the price of
-charging only the file in flight), and the infer worker is woken every WAKE_EVERY_S and at the end.
+Each file is charged its attempt, committed, just before it is read (one autocommit UPDATE); finished
+texts are written in one statement per flush (every FLUSH_EVERY_S and at the end), in the transaction of
+the next charge, and each flush that queued text wakes the infer worker. Files read before without an
+outcome go last and are written one by one, so a file that kills its worker cannot take others with it.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import Connection
+
 from db.leases import ExtractionClaim, claim_for_extraction, start_attempts
 from db.models import DocState
 from db.outcomes import ExtractedText, fail_documents, finish_extraction, retry_extraction
-from db.session import session_scope
+from db.session import get_engine, session_scope
 from leximind.config import JobTuning, Settings
 from workers.lease import LeaseHeartbeat
 
@@ -33,7 +37,7 @@ log = logging.getLogger(__name__)
 
 # seconds on top of the parser's own time limit before the sweeper considers the worker dead
 LEASE_SLACK_S = 60.0
-WAKE_EVERY_S = 0.25
+FLUSH_EVERY_S = 0.25
 
 
 class ExtractOutcome(StrEnum):
@@ -77,11 +81,19 @@ def extract_documents(
         claims = claim_for_extraction(session, list(document_ids), lease, lease_seconds)
     if not claims:
         return outcomes
-    batch = _Outcomes(database_url, lease, settings, tuning, outcomes, on_queued)
     limits = extraction_limits(settings)
-    with LeaseHeartbeat(database_url, lease, lease_seconds):
-        for claim in claims:
-            if batch.write(starting=claim):
+    # files read before without an outcome (a worker died with them) go last, each on its own: written
+    # before the next file starts, so one that kills its worker again takes nothing else with it
+    fresh = [c for c in claims if c.attempts == 0]
+    suspects = [c for c in claims if c.attempts > 0]
+    with (
+        LeaseHeartbeat(database_url, lease, lease_seconds),
+        get_engine(database_url).connect() as connection,
+    ):
+        charges = connection.execution_options(isolation_level="AUTOCOMMIT")
+        batch = _Outcomes(database_url, lease, settings, tuning, outcomes, on_queued, charges)
+        for claim in fresh + suspects:
+            if batch.write(starting=claim, flush=claim.attempts > 0):
                 batch.add(claim, _read(extractor or extract, claim, limits))
         batch.write()
     return outcomes
@@ -110,13 +122,14 @@ class _Outcomes:
         tuning: JobTuning,
         outcomes: dict[int, ExtractOutcome],
         on_queued: Callable[[], None] | None,
+        charges: Connection,
     ):
         self.database_url, self.lease, self.settings, self.tuning = database_url, lease, settings, tuning
-        self.outcomes, self.on_queued = outcomes, on_queued
+        self.outcomes, self.on_queued, self.charges = outcomes, on_queued, charges
         self.texts: list[ExtractedText] = []
         self.failures: list[tuple[ExtractionClaim, BaseException]] = []
         self.last = time.monotonic()
-        self.unannounced = 0  # documents queued since the last infer wake-up
+        self.after_suspect = False  # the file just read had been read before: write it before the next
 
     def add(self, claim: ExtractionClaim, result: Any) -> None:
         if isinstance(result, BaseException):
@@ -124,35 +137,45 @@ class _Outcomes:
         else:
             self.texts.append(ExtractedText(claim.document_id, result.text, result.title, result.page_count))
 
-    def write(self, starting: ExtractionClaim | None = None) -> bool:
-        """Write the outcomes read so far and, with ``starting``, charge that document's attempt, in one
-        transaction: everything read before a file is on record before it is read, so a worker that dies
-        reading it is charged for that file alone. Returns whether the lease still holds ``starting``.
+    def write(self, starting: ExtractionClaim | None = None, *, flush: bool = False) -> bool:
+        """Write the outcomes read so far (every FLUSH_EVERY_S, when ``flush``, after a suspect, and at the
+        end), then charge ``starting`` its attempt, committed before it is read.
+
+        A worker that dies is charged for the file it was reading and the few read since the last write
+        (they ran; their text was lost with it), never for the files waiting behind. Returns whether the
+        lease still holds ``starting``.
         """
+        flush = (
+            flush or self.after_suspect or starting is None or time.monotonic() - self.last >= FLUSH_EVERY_S
+        )
+        held, queued = True, []
+        if flush:
+            with session_scope(self.database_url) as session:
+                queued = self._record(session)
+        if starting is not None:
+            # one autocommit statement on a connection held for the whole message: a round trip, not three
+            attempts = start_attempts(self.charges, [starting.document_id], self.lease, DocState.EXTRACTING)
+            held = starting.document_id in attempts
+            starting.attempts = attempts.get(starting.document_id, starting.attempts)
+            self.after_suspect = starting.attempts > 1
+        if queued and self.on_queued is not None:
+            self.on_queued()
+        return held
+
+    def _record(self, session: Any) -> list[int]:
         from workers.extraction import ExtractionError
 
-        held = True
-        with session_scope(self.database_url) as session:
-            queued = finish_extraction(session, self.lease, self.texts)
-            for document_id in queued:
-                self.outcomes[document_id] = ExtractOutcome.QUEUED
-            for claim, err in self.failures:
-                self.outcomes[claim.document_id] = self._fail(session, claim, err, ExtractionError)
-            if starting is not None:
-                attempts = start_attempts(session, [starting.document_id], self.lease, DocState.EXTRACTING)
-                held = starting.document_id in attempts
-                starting.attempts = attempts.get(starting.document_id, starting.attempts)
+        self.last = time.monotonic()
+        queued = finish_extraction(session, self.lease, self.texts)
+        for document_id in queued:
+            self.outcomes[document_id] = ExtractOutcome.QUEUED
+        for claim, err in self.failures:
+            self.outcomes[claim.document_id] = self._fail(session, claim, err, ExtractionError)
         lost = {t.document_id for t in self.texts} - set(queued)
         if lost:
             log.warning("documents %s: lease lost while extracting; another worker redid them", sorted(lost))
         self.texts, self.failures = [], []
-        self.unannounced += len(queued)
-        # wake the infer queue at most every WAKE_EVERY_S while reading, and once at the end
-        if self.unannounced and (starting is None or time.monotonic() - self.last >= WAKE_EVERY_S):
-            self.last, self.unannounced = time.monotonic(), 0
-            if self.on_queued is not None:
-                self.on_queued()
-        return held
+        return queued
 
     def _fail(
         self, session: Any, claim: ExtractionClaim, err: BaseException, verdict: type
