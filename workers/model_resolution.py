@@ -10,7 +10,8 @@
 Only one process resolves at a time (a Postgres advisory lock); the others return None and their
 documents stay queued. A failed starter run is started again, visibly, as a new run: up to
 ``LEXIMIND_STARTER_TRIES`` runs in all, the n-th restart ``LEXIMIND_STARTER_RETRY_SECONDS * 2**(n-1)``
-after the failure (the infer task and the sweeper both check). A cancelled one is not: a person decided.
+after the failure (the infer task and the sweeper both check; the infer task first tries the base model
+again, it may have been set up since). A cancelled one is not: a person decided.
 
 Which version runs (:func:`serving_predictor`): the active one; if its artifact does not load, the
 failure is recorded on the version row, the previous good version serves meanwhile (without one,
@@ -64,10 +65,9 @@ def ensure_model(
         version, failed_run, act = _setup_needed(database_url)
         if not act:
             return version
-        if failed_run is not None:
-            _restart_starter(database_url, celery, tuning, failed_run)
-            return None
-        return _import_or_start(database_url, settings, celery, tuning)
+        # a restart tries the base model again first (it may have been set up since)
+        after = _failure(database_url, failed_run) if failed_run is not None else None
+        return _import_or_start(database_url, settings, celery, tuning, after=after)
 
 
 def restart_starter_if_due(database_url: str, celery: Celery, tuning: JobTuning) -> int | None:
@@ -115,16 +115,19 @@ def _resolution_lock(database_url: str) -> Iterator[bool]:
 
 
 def _restart_starter(database_url: str, celery: Celery, tuning: JobTuning, failed_run_id: int) -> int:
+    return _start_starter_run(database_url, celery, tuning, reason=_failure(database_url, failed_run_id))
+
+
+def _failure(database_url: str, run_id: int) -> str:
     from db.training_runs import get_run
 
     with session_scope(database_url) as session:
-        run = get_run(session, failed_run_id)
-        reason = f"starter run {failed_run_id} failed: {run.error_message or 'no reason recorded'}"
-    return _start_starter_run(database_url, celery, tuning, reason=reason)
+        run = get_run(session, run_id)
+        return f"starter run {run_id} failed: {run.error_message or 'no reason recorded'}"
 
 
 def _import_or_start(
-    database_url: str, settings: Settings, celery: Celery, tuning: JobTuning
+    database_url: str, settings: Settings, celery: Celery, tuning: JobTuning, *, after: str | None = None
 ) -> ModelVersion | None:
     try:
         folder, source = import_base_model(settings.base_model, settings.models_dir)
@@ -132,9 +135,8 @@ def _import_or_start(
         log.warning(
             "base model %r is not available (%s); starting the starter training run", settings.base_model, exc
         )
-        _start_starter_run(
-            database_url, celery, tuning, reason=f"no model available: {type(exc).__name__}: {exc}"
-        )
+        reason = f"no model available: {type(exc).__name__}: {exc}"
+        _start_starter_run(database_url, celery, tuning, reason=f"{after}; {reason}" if after else reason)
         return None
     from model.artifacts import manifest_sha256
 

@@ -127,6 +127,9 @@ def test_a_failed_starter_run_restarts_with_backoff_a_bounded_number_of_times(se
     assert ensure_model(url, settings, celery, tuning) is None  # the infer task restarts it too
     third = starter_runs(url)[-1]
     assert third.params["try"] == 3
+    # the infer task looked for the base model again before it restarted the run
+    assert f"starter run {second_id} failed" in third.params["reason"]
+    assert "no-checkpoint-here" in third.params["reason"]
 
     fail(url, third.id)
     age(url, third.id, "finished_at", 3600)
