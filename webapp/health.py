@@ -7,6 +7,7 @@ import redis
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
 
+from db.versions import model_status
 from webapp.auth import public
 from webapp.database import get_db
 from webapp.extensions import limiter
@@ -67,4 +68,6 @@ def readyz():
     checks["workers"] = _timed(_workers) if checks["broker"]["ok"] else {
         "ok": False, "detail": "skipped: the broker is unreachable", "ms": 0.0}
     ready = all(check["ok"] for check in checks.values())
-    return jsonify(status="ready" if ready else "not ready", checks=checks), 200 if ready else 503
+    # the model's state is reported, not required: the app serves (and documents wait) while none loads
+    model = model_status(get_db()).to_dict() if checks["database"]["ok"] else None
+    return jsonify(status="ready" if ready else "not ready", checks=checks, model=model), 200 if ready else 503

@@ -159,8 +159,9 @@ SCHEMAS: dict[str, Any] = {
         "is_active": {"type": "boolean"}, "metrics": {"type": "object"}, "parent_id": NULLABLE_INT,
         "training_run_id": NULLABLE_INT, "created_at": TIMESTAMP, "activated_at": NULLABLE_TIMESTAMP}},
     "ModelStatus": {"type": "object", "properties": {
-        "state": {"type": "string", "enum": ["ready", "training", "failed", "waiting"]},
-        "message": {"type": "string"}, "version": NULLABLE_STR, "training_run_id": NULLABLE_INT,
+        "state": {"type": "string", "enum": ["ready", "degraded", "training", "failed", "waiting"]},
+        "message": {"type": "string"}, "version": NULLABLE_STR, "serving_version": NULLABLE_STR,
+        "load_error": NULLABLE_STR, "training_run_id": NULLABLE_INT,
         "progress_pct": NULLABLE_NUM, "waiting_documents": {"type": "integer"}}},
 }
 

@@ -1,0 +1,42 @@
+"""What people see about the model when the active version does not load (see db.versions.model_status)."""
+from __future__ import annotations
+
+import html
+
+from db.session import session_scope
+from db.versions import activate_version, record_load_failure, register_version
+from tests.web.conftest import sign_in
+
+
+def _versions(database_url: str, *, broken_only: bool = False) -> None:
+    with session_scope(database_url) as session:
+        if not broken_only:
+            good = register_version(session, path="/models/v1", source="import", name="v1")
+            activate_version(session, good.id)
+        broken = register_version(session, path="/models/v2", source="trained", name="v2")
+        activate_version(session, broken.id)
+        record_load_failure(session, broken.id, "ArtifactError: weights.safetensors sha256 mismatch")
+
+
+def test_a_version_that_does_not_load_shows_which_one_serves(client, alice, clean_db):
+    _versions(clean_db)
+    sign_in(client, alice)
+    page = html.unescape(client.get("/upload").get_data(as_text=True))
+    assert "Model v1 (v2 does not load)" in page
+    assert 'id="model-banner"' in page and "sha256 mismatch" in page and "previous good version" in page
+
+    status = client.get("/api/v1/models", headers=alice.bearer).get_json()["status"]
+    assert status["state"] == "degraded"
+    assert (status["version"], status["serving_version"]) == ("v2", "v1")
+    assert "sha256 mismatch" in status["load_error"]
+
+    ready = client.get("/readyz").get_json()
+    assert ready["model"]["state"] == "degraded" and ready["model"]["serving_version"] == "v1"
+
+
+def test_with_no_version_to_stand_in_the_page_says_it_failed(client, alice, clean_db):
+    _versions(clean_db, broken_only=True)
+    sign_in(client, alice)
+    page = html.unescape(client.get("/upload").get_data(as_text=True))
+    assert "Model v2 does not load" in page and "No model yet" not in page
+    assert "banner-error" in page and "nothing is lost" in page
