@@ -11,7 +11,10 @@ Only one process resolves at a time (a Postgres advisory lock); the others retur
 documents stay queued. A failed starter run is started again, visibly, as a new run: up to
 ``LEXIMIND_STARTER_TRIES`` runs in all, the n-th restart ``LEXIMIND_STARTER_RETRY_SECONDS * 2**(n-1)``
 after the failure (the infer task and the sweeper both check; the infer task first tries the base model
-again, it may have been set up since). A cancelled one is not: a person decided.
+again, it may have been set up since). A cancelled one is not: a person decided. Once the tries are
+spent (or while a starter run is going), a base model that is a folder on this machine is imported as
+soon as it is there, which is what the failed status tells an admin to do; a folder that does not load
+is tried again after ``LEXIMIND_MODEL_RETRY_SECONDS``, and starts no training run.
 
 Which version runs (:func:`serving_predictor`): the active one; if its artifact does not load, the
 failure is recorded on the version row, the previous good version serves meanwhile (without one,
@@ -21,6 +24,7 @@ documents wait queued, uncharged), and the active one is tried again after ``LEX
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,17 +61,34 @@ def ensure_model(
     """The active version, or None while one is being set up (see the module docstring)."""
     tuning = tuning or JobTuning()
     version, _, act = _setup_needed(database_url)
-    if not act:
+    if not act and (version is not None or not _base_model_folder(settings, tuning)):
         return version
     with _resolution_lock(database_url) as locked:
         if not locked:
             return None  # another worker is importing or starting training right now
         version, failed_run, act = _setup_needed(database_url)
-        if not act:
+        if version is not None:
             return version
+        if not act:
+            # a starter run is going or its tries are spent, but a base model folder is there now (the
+            # status told an admin to set one): import it; if it does not load, nothing else is started
+            return _import_base(database_url, settings, tuning)
         # a restart tries the base model again first (it may have been set up since)
         after = _failure(database_url, failed_run) if failed_run is not None else None
         return _import_or_start(database_url, settings, celery, tuning, after=after)
+
+
+# base model folders that did not load in this process, and when: tried again after model_retry_s
+_BASE_FAILED_AT: dict[str, float] = {}
+
+
+def _base_model_folder(settings: Settings, tuning: JobTuning) -> bool:
+    """Whether the configured base model is a folder on this machine worth trying now (a hub id is not
+    retried: it was tried when the starter run was started)."""
+    failed_at = _BASE_FAILED_AT.get(settings.base_model)
+    if failed_at is not None and time.monotonic() - failed_at < tuning.model_retry_s:
+        return False
+    return Path(settings.base_model).is_dir()
 
 
 def restart_starter_if_due(database_url: str, celery: Celery, tuning: JobTuning) -> int | None:
@@ -138,6 +159,23 @@ def _import_or_start(
         reason = f"no model available: {type(exc).__name__}: {exc}"
         _start_starter_run(database_url, celery, tuning, reason=f"{after}; {reason}" if after else reason)
         return None
+    return _register_base(database_url, settings, folder, source)
+
+
+def _import_base(database_url: str, settings: Settings, tuning: JobTuning) -> ModelVersion | None:
+    if not _base_model_folder(settings, tuning):
+        return None
+    try:
+        folder, source = import_base_model(settings.base_model, settings.models_dir)
+    except Exception:  # noqa: BLE001 - logged; the status keeps saying what an admin can do
+        log.exception("base model folder %s does not load; tried again in %.0f s", settings.base_model,
+                      tuning.model_retry_s)
+        _BASE_FAILED_AT[settings.base_model] = time.monotonic()
+        return None
+    return _register_base(database_url, settings, folder, source)
+
+
+def _register_base(database_url: str, settings: Settings, folder: Path, source: str) -> ModelVersion:
     from model.artifacts import manifest_sha256
 
     with session_scope(database_url) as session:

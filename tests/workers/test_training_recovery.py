@@ -169,3 +169,40 @@ def test_a_cancelled_starter_run_is_not_restarted(settings, tuning, tmp_path):
     assert sweep(settings.database_url, celery, settings=settings, tuning=tuning).starter_restarted is None
     assert ensure_model(settings.database_url, settings, celery, tuning) is None
     assert len(starter_runs(settings.database_url)) == 1
+
+
+def test_after_the_starter_tries_a_base_model_folder_set_later_is_imported(settings, tuning, tmp_path):
+    """The failed status tells an admin to set LEXIMIND_BASE_MODEL to a folder; once that folder is there,
+    the next infer wake-up imports it (and a folder that does not load is not retried at every wake-up)."""
+    from model.artifacts import create_random_artifact
+    from workers import model_resolution
+
+    settings.base_model = str(tmp_path / "not-there-yet")
+    settings.models_dir = tmp_path / "models"
+    tuning.starter_tries = 1
+    celery = RecordingCelery()
+    url = settings.database_url
+    assert ensure_model(url, settings, celery, tuning) is None
+    [run] = starter_runs(url)
+    fail(url, run.id)
+    age(url, run.id, "finished_at", 3600)
+    assert ensure_model(url, settings, celery, tuning) is None
+    with session_scope(url) as session:
+        assert model_status(session).state == "failed"
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    settings.base_model = str(broken)
+    model_resolution._BASE_FAILED_AT.clear()
+    assert ensure_model(url, settings, celery, tuning) is None  # an empty folder does not load ...
+    assert str(broken) in model_resolution._BASE_FAILED_AT  # ... and is not tried again at once
+    assert ensure_model(url, settings, celery, tuning) is None
+    assert len(starter_runs(url)) == 1 and len(celery.sent) == 1  # no new starter run either way
+
+    create_random_artifact(tmp_path / "base", size="tiny")
+    settings.base_model = str(tmp_path / "base")
+    version = ensure_model(url, settings, celery, tuning)
+    assert version is not None and version.source == "import"
+    with session_scope(url) as session:
+        assert model_status(session).state == "ready"
+    assert len(starter_runs(url)) == 1
