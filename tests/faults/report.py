@@ -18,9 +18,10 @@ NOTES = {  # detail fields worth a column of prose
                                f"during a {d['outage_s']} s outage, recovered in {d['recovery_s']} s",
     "postgres-restart": lambda d: f"states at crash {d['states_at_crash']}, {d['outage_s']} s down, API "
                                   f"{d['api_during_outage']} meanwhile, recovered in {d['recovery_s']} s",
-    "extraction-kill": lambda d: f"orphaned parser exited: {d['orphan_parser_exited']}, others done while "
-                                 f"leased: {d['others_done_while_leased']}, back {d['recovery_after_kill_s']} s "
-                                 "after the kill",
+    "extraction-kill": lambda d: f"orphaned parser held until its parse ended: "
+                                 f"{d.get('orphan_held_after_its_pool_died')}, then exited: "
+                                 f"{d['orphan_parser_exited']}, others done while leased: "
+                                 f"{d['others_done_while_leased']}, back {d['recovery_after_kill_s']} s after the kill",
     "hostile-uploads": lambda d: f"refused at upload: {sorted(set(d['refused_at_upload'].values()))}",
 }
 
