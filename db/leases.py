@@ -153,6 +153,21 @@ def start_attempts(
     return dict(rows)
 
 
+# extraction charges every file on its own, before reading it: plain SQL on the driver, which psycopg
+# prepares after a few uses (the same guard as ``update_held``; SQLAlchemy's compiled UPDATE ... RETURNING
+# cost 0.65 ms of client CPU a call, this about 0.06 ms)
+_CHARGE_ONE = (
+    "UPDATE documents SET attempts = attempts + 1, updated_at = now() "
+    "WHERE id = %(id)s AND lease_owner = %(lease)s AND state = %(state)s RETURNING attempts"
+)
+
+
+def start_attempt(connection: Connection, document_id: int, lease: str, held: DocState) -> int | None:
+    """``start_attempts`` for one document, on an autocommit connection; None when the lease lost it."""
+    row = connection.exec_driver_sql(_CHARGE_ONE, {"id": document_id, "lease": lease, "state": held.value}).first()
+    return row[0] if row else None
+
+
 def heartbeat(session: Session, lease: str, lease_seconds: float) -> int:
     """Extend every lease this token holds; returns how many rows it still holds."""
     result = session.execute(

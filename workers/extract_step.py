@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from db.leases import ExtractionClaim, claim_for_extraction, start_attempts
+from db.leases import ExtractionClaim, claim_for_extraction, start_attempt
 from db.models import DocState
 from db.outcomes import ExtractedText, fail_documents, finish_extraction, retry_extraction
 from db.session import get_engine, session_scope
@@ -154,9 +154,9 @@ class _Outcomes:
                 queued = self._record(session)
         if starting is not None:
             # one autocommit statement on a connection held for the whole message: a round trip, not three
-            attempts = start_attempts(self.charges, [starting.document_id], self.lease, DocState.EXTRACTING)
-            held = starting.document_id in attempts
-            starting.attempts = attempts.get(starting.document_id, starting.attempts)
+            attempt = start_attempt(self.charges, starting.document_id, self.lease, DocState.EXTRACTING)
+            held = attempt is not None
+            starting.attempts = attempt if held else starting.attempts
             self.after_suspect = starting.attempts > 1
         if queued and self.on_queued is not None:
             self.on_queued()
