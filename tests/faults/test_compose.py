@@ -15,7 +15,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 SECRETS = {"POSTGRES_PASSWORD": "pg-pass-for-the-test", "SECRET_KEY": "secret-key-for-the-test",
            "FLOWER_BASIC_AUTH": "ops:flower-pass-for-the-test"}
-SERVICES = {"postgres", "redis", "migrate", "web", "worker-cpu", "worker-gpu", "beat", "flower"}
+SERVICES = {"postgres", "redis", "migrate", "web", "worker-cpu", "worker-gpu", "worker-train", "beat", "flower"}
 
 
 def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -40,18 +40,21 @@ def test_every_service_is_there_with_its_role(rendered):
     assert web["command"][0] == "gunicorn" and "webapp:create_app()" in web["command"]
     assert "leximind.logging_setup.GunicornLogger" in web["command"]
     assert services["worker-cpu"]["command"][:4] == ["leximind", "worker", "-Q", "extract,maintenance"]
-    assert services["worker-gpu"]["command"][:4] == ["leximind", "worker", "-Q", "infer,train"]
+    # training in a worker of its own: a run of hours never holds up inference
+    assert services["worker-gpu"]["command"][:4] == ["leximind", "worker", "-Q", "infer"]
+    assert services["worker-train"]["command"][:4] == ["leximind", "worker", "-Q", "train"]
     assert services["beat"]["command"] == ["leximind", "beat"]
     assert services["migrate"]["command"] == ["leximind", "migrate"]
-    for name in ("web", "worker-cpu", "worker-gpu", "beat"):
+    for name in ("web", "worker-cpu", "worker-gpu", "worker-train", "beat"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
         env = services[name]["environment"]
         assert env["DATABASE_URL"].startswith("postgresql://") and env["BROKER_URL"].startswith("redis://")
         assert env["LEXIMIND_LOG_FORMAT"] == "json"
 
 
-def test_gpu_worker_runs_on_the_nvidia_runtime(rendered):
-    gpu = rendered["services"]["worker-gpu"]
+@pytest.mark.parametrize("name", ["worker-gpu", "worker-train"])
+def test_gpu_workers_run_on_the_nvidia_runtime(rendered, name):
+    gpu = rendered["services"][name]
     assert gpu["runtime"] == "nvidia"
     devices = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
@@ -61,10 +64,10 @@ def test_gpu_worker_runs_on_the_nvidia_runtime(rendered):
 
 def test_health_checks_and_graceful_stops(rendered):
     services = rendered["services"]
-    for name in ("postgres", "redis", "web", "worker-cpu", "worker-gpu"):
+    for name in ("postgres", "redis", "web", "worker-cpu", "worker-gpu", "worker-train"):
         assert services[name]["healthcheck"]["test"], name
     assert "/healthz" in " ".join(services["web"]["healthcheck"]["test"])
-    for name in ("worker-cpu", "worker-gpu"):
+    for name in ("worker-cpu", "worker-gpu", "worker-train"):
         assert "inspect ping" in " ".join(services[name]["healthcheck"]["test"])
         assert services[name]["stop_grace_period"] in ("90s", "120s", "1m30s", "2m")
     assert str(services["flower"]["ports"][0]).startswith("127.0.0.1:"), "Flower is for operators on this host"
