@@ -2,17 +2,21 @@
 
 A message names one document or a few (see ``leximind.messaging.wake_extract``). They are claimed
 together (``uploaded -> extracting``) under one lease that a heartbeat keeps alive, so a worker that dies
-mid-parse leaves a lease the sweeper expires. Each document is then read on its own, and charged an
-attempt just before (so a worker that dies charges only the file it was reading):
+mid-parse leaves a lease the sweeper expires. Each document is then read on its own:
 
 - ``ExtractionError`` is a verdict on the file: failed, with its code and message, no retry;
 - any other exception is a crash of ours or of the machine: back to ``uploaded`` with a backoff, and
   failed after ``max_attempts``.
 
-Each file is charged its attempt, committed, just before it is read (one autocommit UPDATE); finished
-texts are written in one statement per flush (every FLUSH_EVERY_S and at the end), in the transaction of
-the next charge, and each flush that queued text wakes the infer worker. Files read before without an
-outcome go last and are written one by one, so a file that kills its worker cannot take others with it.
+Attempts: the parser runs in a sandboxed child (a file that crashes or hangs it fails on its own), so a
+worker dies only of something outside the file (SIGKILL, the machine). Files never tried before are
+charged one attempt together, in one statement, when the message starts; a worker that dies charges them
+once. Files that already carry an attempt without an outcome (a worker died with them) are suspects: they
+go last, fewest attempts first, each charged just before it is read (one autocommit statement) and written
+before the next starts, so a file that keeps killing its worker fails alone and the others finish.
+Finished texts are written in one statement per flush (every FLUSH_EVERY_S and at the end), and each flush
+that queued text wakes the infer worker. (Charging every file on its own cost one round trip per file:
+the job bench's 2,000 small files went 3.5 -> 6 s, 216 -> 190 documents/s end to end.)
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from db.leases import ExtractionClaim, claim_for_extraction, start_attempt
+from db.leases import ExtractionClaim, claim_for_extraction, start_attempt, start_attempts
 from db.models import DocState
 from db.outcomes import ExtractedText, fail_documents, finish_extraction, retry_extraction
 from db.session import get_engine, session_scope
@@ -82,20 +86,25 @@ def extract_documents(
     if not claims:
         return outcomes
     limits = extraction_limits(settings)
-    # files read before without an outcome (a worker died with them) go last, each on its own: written
-    # before the next file starts, so one that kills its worker again takes nothing else with it
+    # suspects (a worker died with them before) go last, fewest attempts first, each on its own
     fresh = [c for c in claims if c.attempts == 0]
-    suspects = [c for c in claims if c.attempts > 0]
+    suspects = sorted((c for c in claims if c.attempts > 0), key=lambda c: (c.attempts, c.document_id))
     with (
         LeaseHeartbeat(database_url, lease, lease_seconds),
         get_engine(database_url).connect() as connection,
     ):
         charges = connection.execution_options(isolation_level="AUTOCOMMIT")
+        charged = start_attempts(charges, [c.document_id for c in fresh], lease, DocState.EXTRACTING)
         batch = _Outcomes(database_url, lease, settings, tuning, outcomes, on_queued, charges)
-        for claim in fresh + suspects:
-            if batch.write(starting=claim, flush=claim.attempts > 0):
+        for claim in fresh:
+            if claim.document_id in charged:
+                claim.attempts = charged[claim.document_id]
+                batch.write()
                 batch.add(claim, _read(extractor or extract, claim, limits))
-        batch.write()
+        for claim in suspects:
+            if batch.write(starting=claim, flush=True):
+                batch.add(claim, _read(extractor or extract, claim, limits))
+        batch.write(flush=True)
     return outcomes
 
 
@@ -138,26 +147,21 @@ class _Outcomes:
             self.texts.append(ExtractedText(claim.document_id, result.text, result.title, result.page_count))
 
     def write(self, starting: ExtractionClaim | None = None, *, flush: bool = False) -> bool:
-        """Write the outcomes read so far (every FLUSH_EVERY_S, when ``flush``, after a suspect, and at the
-        end), then charge ``starting`` its attempt, committed before it is read.
+        """Write the outcomes read so far (every FLUSH_EVERY_S, when ``flush``, and after a suspect), then
+        charge the suspect ``starting`` its attempt, committed before it is read.
 
-        A worker that dies is charged for the file it was reading and the few read since the last write
-        (they ran; their text was lost with it), never for the files waiting behind. Returns whether the
-        lease still holds ``starting``.
+        Returns whether the lease still holds ``starting`` (always True without one).
         """
-        flush = (
-            flush or self.after_suspect or starting is None or time.monotonic() - self.last >= FLUSH_EVERY_S
-        )
+        flush = flush or self.after_suspect or time.monotonic() - self.last >= FLUSH_EVERY_S
         held, queued = True, []
-        if flush:
+        if flush and (self.texts or self.failures):
             with session_scope(self.database_url) as session:
                 queued = self._record(session)
         if starting is not None:
-            # one autocommit statement on a connection held for the whole message: a round trip, not three
             attempt = start_attempt(self.charges, starting.document_id, self.lease, DocState.EXTRACTING)
             held = attempt is not None
             starting.attempts = attempt if held else starting.attempts
-            self.after_suspect = starting.attempts > 1
+        self.after_suspect = starting is not None
         if queued and self.on_queued is not None:
             self.on_queued()
         return held

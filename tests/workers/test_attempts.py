@@ -100,14 +100,18 @@ def test_an_extraction_crash_charges_only_the_file_being_read(settings, tuning, 
         return documents(settings.database_url, ids)
 
     docs = crash_once()
-    # the file read before the crash ran (its text was lost with the worker); the one behind never started
+    # files never tried are charged once together when the message starts: a death charges all of them once
+    assert [(docs[i].state, docs[i].attempts) for i in ids] == [(DocState.UPLOADED.value, 1)] * 3
+    docs = crash_once()
+    # from then on they are suspects: read one by one, each charged just before it is read and written before
+    # the next starts; the first was read and queued, the killer charged again, the one behind it not
     assert [(docs[i].state, docs[i].attempts) for i in ids] == [
+        (DocState.QUEUED.value, 0),
+        (DocState.UPLOADED.value, 2),
         (DocState.UPLOADED.value, 1),
-        (DocState.UPLOADED.value, 1),
-        (DocState.UPLOADED.value, 0),
     ]
-    for _ in range(settings.max_attempts - 1):
+    for _ in range(settings.max_attempts - 2):
         docs = crash_once()
-    # from the second round on, files read before go last and are written one by one: only the killer fails
+    # fewest attempts first: the third file is read before the killer, which fails alone
     assert docs[ids[1]].state == DocState.FAILED.value and docs[ids[1]].error_code == "extraction_worker_lost"
     assert [docs[i].state for i in (ids[0], ids[2])] == [DocState.QUEUED.value] * 2
