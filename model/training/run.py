@@ -131,12 +131,15 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+# keys a run's params may carry that are not training settings: the reason it was queued (free text), the
+# worker's own switches, and a starter run's restart policy (db.versions.starter_params)
+NOT_TRAINING_SETTINGS = frozenset({"reason", "include_feedback", "try", "max_tries", "retry_after_s"})
+
+
 def spec_from_params(params: dict[str, Any]) -> RunSpec:
     """A RunSpec from a recipe name plus overrides: {"recipe": "starter", "train": {"max_steps": 100}, ...}."""
-    params = dict(params)
+    params = {k: v for k, v in params.items() if k not in NOT_TRAINING_SETTINGS}
     name = params.pop("recipe", "finetune")
-    params.pop("reason", None)  # free text recorded by whoever queued the run
-    params.pop("include_feedback", None)  # read by the worker
     if name not in RECIPES:
         raise RunSpecError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}")
     base = RECIPES[name]

@@ -23,3 +23,15 @@ def test_epochs_become_steps_over_the_train_split():
     assert steps_for_epochs(1, 0, train) == 1
     with pytest.raises(RunSpecError):
         steps_for_epochs(0, 10, train)
+
+
+def test_a_starter_run_queued_by_the_workers_makes_a_run_spec():
+    """The params the workers queue a starter run with (restart policy included) are a valid spec: a
+    missing key here failed every starter run at once on a fresh `make run`."""
+    from db.versions import STARTER_RECIPE, starter_params
+
+    params = starter_params("no model available: OSError", tries=2, max_tries=3, retry_after_s=120.0)
+    spec = spec_from_params(params)
+    assert spec == spec_from_params({"recipe": STARTER_RECIPE})
+    with pytest.raises(RunSpecError, match="unknown run settings"):
+        spec_from_params({**params, "not_a_setting": 1})
