@@ -105,7 +105,7 @@ def restart_starter_if_due(database_url: str, celery: Celery, tuning: JobTuning)
         _, failed_run, act = _setup_needed(database_url)
         if not act or failed_run is None:
             return None
-        return _restart_starter(database_url, celery, tuning, failed_run)
+        return _start_starter_run(database_url, celery, tuning, reason=_failure(database_url, failed_run))
 
 
 def _setup_needed(database_url: str) -> tuple[ModelVersion | None, int | None, bool]:
@@ -133,10 +133,6 @@ def _resolution_lock(database_url: str) -> Iterator[bool]:
             if locked:
                 lock_conn.scalar(select(func.pg_advisory_unlock(RESOLUTION_LOCK)))
             lock_conn.commit()
-
-
-def _restart_starter(database_url: str, celery: Celery, tuning: JobTuning, failed_run_id: int) -> int:
-    return _start_starter_run(database_url, celery, tuning, reason=_failure(database_url, failed_run_id))
 
 
 def _failure(database_url: str, run_id: int) -> str:

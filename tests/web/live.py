@@ -23,10 +23,10 @@ from db import training_runs
 from db.models import DocState, Document, RunState, TrainingRun
 from db.session import session_scope
 from db.versions import active_version_id, register_version
-from leximind.config import Settings
+from leximind.config import JobTuning, Settings
+from tests.workers.fakes import FakeEmotion, FakeTopic
 from workers.extract_step import extract_document
 from workers.inference import process_queue
-from workers.tuning import JobTuning
 
 log = logging.getLogger(__name__)
 
@@ -58,28 +58,13 @@ EMOTION_WORDS = {"joy": ("win", "great", "happy", "good"), "sadness": ("loss", "
 EMOTIONS = ("joy", "sadness", "anger", "fear", "surprise", "neutral")
 
 
-@dataclass(frozen=True)
-class Topic:
-    label: str
-    score: float
-    scores: dict[str, float]
-
-
-@dataclass(frozen=True)
-class Emotion:
-    label: str
-    score: float
-    threshold: float
-    selected: bool
-
-
 @dataclass
 class KeywordPrediction:
     """Shaped like model.predictions.DocumentPrediction (docs/contracts.md), without importing model/."""
 
     summary: str
-    topic: Topic
-    emotions: list[Emotion]
+    topic: FakeTopic
+    emotions: list[FakeEmotion]
     model_version: str
     timings: dict[str, float] = field(default_factory=lambda: {"encode_s": 0.004, "generate_s": 0.021})
 
@@ -116,8 +101,8 @@ class KeywordPredictor:
         label = max(topics, key=topics.get)
         ranked = sorted(emotions.items(), key=lambda item: -item[1])
         return KeywordPrediction(
-            summary, Topic(label, topics[label], topics),
-            [Emotion(e, score, 0.5, score >= 0.5) for e, score in ranked], self.version)
+            summary, FakeTopic(label, topics[label], topics),
+            [FakeEmotion(e, score, 0.5, score >= 0.5) for e, score in ranked], self.version)
 
 
 class StandInWorker:
