@@ -93,7 +93,9 @@ def test_upload_watch_open_and_correct(page, live, clean_db, alice, shared_data,
     shots(page, "02-upload-files-chosen")
     page.click("#upload-button")
     page.wait_for_url(re.compile(r"/jobs/\d+$"))
-    expect(page.locator("#stat-done")).to_have_text("1", timeout=30_000)
+    # part way: the page polls every 1.5 s and the stand-in finishes a document about every 0.8 s, so it may
+    # show 1 or 2 done (waiting for exactly 1 raced the worker and failed when a poll skipped it)
+    expect(page.locator("#stat-done")).to_have_text(re.compile(r"^[12]$"), timeout=30_000)
     shots(page, "03-job-in-progress")
 
     page.wait_for_selector("#job-state .badge[data-state=done]", timeout=60_000)
