@@ -133,6 +133,7 @@ def report(
         "shape": args.shape,
         "device": args.device,
         "dtype": str(dtype).removeprefix("torch."),
+        **({"baseline_dtype": args.baseline_dtype} if args.baseline_dtype else {}),
         "batch": batch,
         "docs": len(docs),
         "in_len": args.in_len if kind == "fixed" else "16-" + str(args.in_len),
@@ -146,7 +147,7 @@ def report(
         **{f"ours_{k}": v for k, v in ours_work.items()},
         **extra,
     }
-    if dtype == torch.float32:
+    if dtype == torch.float32 and args.baseline_dtype in (None, "float32"):
         line["tokens_identical"] = ours_out == hf_out
     return line
 
@@ -242,6 +243,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--dtype", choices=["float32", "bfloat16"], help="default: bfloat16 on cuda, float32 on cpu"
     )
+    p.add_argument(
+        "--baseline-dtype",
+        choices=["float32", "bfloat16"],
+        help="transformers' dtype when it should differ from ours (default: the same as --dtype)",
+    )
     p.add_argument("--threads", type=int, help="CPU: torch threads for both sides (default: torch's)")
     p.add_argument("--time-budget-s", type=float, default=float("inf"), help="skip configurations after this")
     p.add_argument("--seed", type=int, default=0)
@@ -284,7 +290,7 @@ def main(argv=None) -> int:
     hf = build_reference(args.shape, seed=args.seed)
     with tempfile.TemporaryDirectory() as folder:
         ours = load_pretrained(save_checkpoint(hf, folder), device=device, dtype=dtype)
-    hf = hf.to(device=device, dtype=dtype)
+    hf = hf.to(device=device, dtype=getattr(torch, args.baseline_dtype) if args.baseline_dtype else dtype)
     models = (ours, hf)
     emit({"config": "setup", "seconds": round(time.perf_counter() - started, 1)}, out)
     for name in [c.strip() for c in args.configs.split(",") if c.strip()]:

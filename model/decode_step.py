@@ -21,6 +21,7 @@ from model.attention import masked_bias
 from model.layers import RMSNorm
 from model.lora import LoRALinear
 from model.multitask import MultiTaskModel
+from model.screened_head import ScreenedArgmax
 from model.static_cache import StaticDecodeCache
 
 ATTENTION_KINDS = ("sdpa", "matmul")
@@ -75,6 +76,7 @@ class DecoderWeights:
         self.lm_head = self.embedding if model.lm_head is None else model.lm_head.weight.detach()
         self.final_norm = model.decoder.final_norm
         self.relative_bias = model.decoder.relative_bias
+        self.screen: ScreenedArgmax | None = None  # exact argmax via a bf16 screen (fp32 on a CPU)
         share = self.embedding.device.type == "cuda"
         self.layers = []
         for block in model.decoder.blocks:
@@ -184,11 +186,18 @@ def decode_step(
     x = _norm(w.final_norm, x, lean)
     if w.scale is not None:
         x = x * w.scale
-    logits = F.linear(x, w.lm_head)  # (B, V)
-    if min_new_tokens > 0:
-        logits[:, eos_token_id].masked_fill_(step < min_new_tokens, float("-inf"))
+    if w.screen is not None:  # eager only (it reads the step counter and picks columns on the host)
+        banned = eos_token_id if min_new_tokens > 0 and int(step) < min_new_tokens else None
+        next_tokens = w.screen.argmax(x, banned)
+    else:
+        logits = F.linear(x, w.lm_head)  # (B, V)
+        if min_new_tokens > 0:
+            logits[:, eos_token_id].masked_fill_(step < min_new_tokens, float("-inf"))
+        if logits.device.type == "cpu":
+            logits = logits.float()  # a bf16 argmax on a CPU takes 5x as long as converting first
+        next_tokens = logits.argmax(dim=-1)
     finished = cache.finished[:rows]
-    next_tokens = logits.argmax(dim=-1).masked_fill_(finished, cache.pad_token_id)  # (B,)
+    next_tokens.masked_fill_(finished, cache.pad_token_id)  # (B,)
     cache.out[:rows].index_copy_(1, step, next_tokens[:, None])
     finished |= next_tokens == eos_token_id
     cache.tokens[:rows].copy_(next_tokens)

@@ -31,6 +31,7 @@ import torch
 
 from model.decode_step import ATTENTION_KINDS, DecoderWeights, decode_step
 from model.multitask import MultiTaskModel
+from model.screened_head import ScreenedArgmax
 from model.static_cache import CacheShape, StaticDecodeCache
 from model.step_graphs import CapturedStep, GraphBackend, Step, StepGraphs
 
@@ -124,6 +125,8 @@ class GreedyDecoder:
         # steps of each call and keep the faster; None: as set
         cpu_threads: int | str | None = None,
         lean: bool | None = None,  # fused norms and residual adds, no all-zero masks; None: in bf16 / fp16
+        # fp32 on a CPU: the exact argmax from a bf16 screen of the LM head (model.screened_head); None: there
+        screen_head: bool | None = None,
         graph_backend: GraphBackend | None = None,  # None: torch.cuda (tests pass a CPU stand-in)
     ):
         if attention not in (*ATTENTION_KINDS, "auto"):
@@ -145,8 +148,16 @@ class GreedyDecoder:
         self.key_block = key_block or (16 if self.use_graphs and self.lean else 1)
         self.source_block = source_block or (64 if self.use_graphs and self.lean else 1)
         # exact (fp32) steps use the reference's kernel, so tokens match it (and transformers) bit for bit;
-        # lean steps under graphs time both kinds on the first batch
-        self.attention = attention if attention != "auto" or (self.lean and self.use_graphs) else "sdpa"
+        # lean steps under graphs time both kinds on the first batch; lean steps on a CPU use matmuls (in bf16
+        # the CPU's flash kernel takes 5x as long for one query: 0.70 against 0.12 ms at 8 x 256 keys)
+        if attention == "auto" and not (self.lean and self.use_graphs):
+            attention = "matmul" if self.lean and not on_cuda else "sdpa"
+        self.attention = attention
+        exact_cpu = not on_cuda and self.dtype == torch.float32 and not self.use_graphs
+        if screen_head if screen_head is not None else exact_cpu:
+            if not exact_cpu:
+                raise ValueError("the LM head screen is for fp32 decoding on a CPU without graphs")
+            self.weights.screen = ScreenedArgmax(self.weights.lm_head)
         self._cross_masked = True
         self._batch: _LoadedBatch | None = None
         self.stats = DecodeStats(attention=self.attention)

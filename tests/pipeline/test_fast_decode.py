@@ -16,7 +16,7 @@ from model.fast_decode import GreedyDecoder, ladder_size
 from model.static_cache import CacheShape, StaticDecodeCache
 from tests.pipeline.decoding_cases import ragged_batch, stop_steps, tiny_model
 
-GPU_LIKE = dict(batch_ladder=True, sync_every=4, key_block=16, source_block=64)
+GPU_LIKE = dict(batch_ladder=True, sync_every=4, key_block=16, source_block=64, screen_head=False)
 LAYOUTS = {"cpu": {}, "gpu-like": GPU_LIKE, "gpu-like-lean": {**GPU_LIKE, "lean": True}}
 
 

@@ -171,8 +171,11 @@ def test_t5_small_shape_tokens_identical_to_transformers(tmp_path):
     ours = load_pretrained(save_checkpoint(reference, tmp_path / "small"))
     docs = random_documents(4, [256] * 4, ours.config.vocab_size, seed=4)  # (seed 4: matmul flips rows 3, 4)
     config = PipelineConfig(max_summary_tokens=32, min_summary_tokens=32, max_batch_rows=4)
-    got = Pipeline.for_model(ours, device="cpu", config=config).generate_ids(docs)
+    pipeline = Pipeline.for_model(ours, device="cpu", config=config)
+    got = pipeline.generate_ids(docs)
     ids, mask = pad(docs, torch.device("cpu"))
     expected = hf_generate(reference, ids, mask, 32, 32)
     assert got == expected.tolist()
+    screen = pipeline.decoder.weights.screen  # the LM head's argmax came from the bf16 screen
+    assert screen.screened_rows == 4 * 32 and not screen.disabled
     assert min(len(set(row)) for row in got) > 16  # not a degenerate model
