@@ -5,8 +5,10 @@
 #
 #   OUT=/some/folder bash bench/gpu_check.sh
 #
-# Writes $OUT/bench_gpu.jsonl (one JSON line per configuration), $OUT/bench_gpu_fp32.jsonl (token parity
-# in fp32 at the base shape), $OUT/profile_decode.txt (kernel times of our decoding step), $OUT/gpu_check.log.
+# Writes $OUT/bench_gpu.jsonl (one JSON line per configuration, including `encoder-b256`: our encoder in
+# passes of 8, 32, 128 and 256 documents against transformers' encoder), $OUT/bench_gpu_fp32.jsonl (token
+# parity in fp32 at the base shape), $OUT/profile_decode.txt (kernel times of one encoder batch and of our
+# decoding step), $OUT/gpu_check.log.
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$(mktemp -d)}"

@@ -32,7 +32,7 @@ if str(REPO) not in sys.path:  # run as a script: make `bench` importable
 import torch  # noqa: E402
 
 from bench.hf_reference import build_reference, hf_generate, save_checkpoint  # noqa: E402
-from bench.measure import PeakMemory, release  # noqa: E402
+from bench.measure import PeakMemory, release, synchronize  # noqa: E402
 from bench.pipeline_sides import (  # noqa: E402
     EOS,
     agreement,
@@ -59,7 +59,7 @@ DEFAULTS = {
     ),
     # most wanted first: a time budget skips from the end
     "cuda": dict(
-        shape="base", in_len=512, out_len=128, configs="32,256,128,1,mixed,512", rounds=2, mixed_docs=512
+        shape="base", in_len=512, out_len=128, configs="32,256,encoder,128,1,mixed,512", rounds=2, mixed_docs=512
     ),
 }
 
@@ -72,7 +72,9 @@ def bench_fixed(models, args, batch: int, device, dtype) -> dict:
     docs = random_documents(count, [args.in_len] * count, ours_model.config.vocab_size, seed=batch)
     warm = docs[:batch]
     with PeakMemory(device) as ours_mem:
-        pipeline = make_pipeline(ours_model, batch, args.in_len, args.out_len, args.out_len, device)
+        pipeline = make_pipeline(
+            ours_model, batch, args.in_len, args.out_len, args.out_len, device, args.encoder_batch_rows
+        )
         pipeline.generate_ids(warm)  # warm-up: kernels, graph capture, attention choice
         ours_out, ours_s, ours_work = run_ours(pipeline, docs, device)
     with PeakMemory(device) as hf_mem:
@@ -103,7 +105,7 @@ def bench_mixed(models, args, device, dtype) -> dict:
     stop_token = choose_stop_token(ours_model, docs[: min(64, len(docs))], args, device)
     docs = make_stop_token(ours_model, hf, stop_token, docs)
     with PeakMemory(device) as ours_mem:
-        pipeline = make_pipeline(ours_model, batch, args.in_len, args.out_len, 0, device)
+        pipeline = make_pipeline(ours_model, batch, args.in_len, args.out_len, 0, device, args.encoder_batch_rows)
         pipeline.generate_ids(docs)  # warm-up over the whole corpus: captures every graph shape it needs
         ours_out, ours_s, ours_work = run_ours(pipeline, docs, device)
     del pipeline
@@ -122,6 +124,42 @@ def bench_mixed(models, args, device, dtype) -> dict:
     return report(
         "mixed", batch, docs, args, dtype, ours_out, ours_s, ours_mem, ours_work, hf_out, hf_s, hf_mem, extra
     )
+
+
+def bench_encoder(models, args, device) -> dict:
+    """The encoder alone on one batch of mixed_batch documents of in_len tokens: ours in passes of several
+    sizes (documents per pass: memory against launches), transformers' encoder on the whole batch."""
+    ours_model, hf = models
+    batch = args.mixed_batch
+    docs = random_documents(batch, [args.in_len] * batch, ours_model.config.vocab_size, seed=5)
+    ids, mask = pad(docs, device)
+    line = {"config": f"encoder-b{batch}", "shape": args.shape, "in_len": args.in_len}
+
+    def timed(run) -> tuple[float, float]:
+        run()  # warm-up
+        with PeakMemory(device) as memory:
+            synchronize(device)
+            started = time.perf_counter()
+            run()
+            synchronize(device)
+            seconds = time.perf_counter() - started
+        return round(batch / seconds, 1), round(memory.peak / 2**20, 1)
+
+    for rows in sorted({r for r in (8, 32, 128, batch) if r <= batch}):
+        pipeline = make_pipeline(ours_model, batch, args.in_len, 1, 0, device, encoder_rows=rows)
+
+        def run_ours(pipeline=pipeline) -> None:
+            for _ in pipeline._encoder_passes(ids, mask):
+                pass
+
+        with torch.inference_mode():
+            line[f"ours_rows{rows}_docs_per_s"], line[f"ours_rows{rows}_peak_mb"] = timed(run_ours)
+        del pipeline
+        release(device)
+    with torch.inference_mode():
+        line["hf_docs_per_s"], line["hf_peak_mb"] = timed(lambda: hf.encoder(input_ids=ids, attention_mask=mask))
+    release(device)
+    return line
 
 
 def report(
@@ -165,7 +203,14 @@ def profile_decode(model, args, device, path: Path, batch: int = 256, steps: int
         states = torch.cat([part for _, part, _ in pipeline._encoder_passes(ids, mask)])
     results = {"config": "profile", "batch": batch, "steps": steps}
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    tables = []
+    sort = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    with torch.inference_mode(), profile(activities=activities) as prof:  # the encoder's kernels, one batch
+        for _ in pipeline._encoder_passes(ids, mask):
+            pass
+    tables = [
+        f"== encoder, batch {batch}, {pipeline.encoder_batch_tokens // args.in_len} documents per pass\n"
+        + prof.key_averages().table(sort_by=sort, row_limit=25)
+    ]
     for kind in ("sdpa", "matmul"):
         decoder = GreedyDecoder(
             model,
@@ -181,7 +226,6 @@ def profile_decode(model, args, device, path: Path, batch: int = 256, steps: int
         with profile(activities=activities) as prof:
             decoder.generate(states, mask, steps, steps)
         averages = prof.key_averages()
-        sort = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
         tables.append(
             f"== attention={kind}, batch {batch}, {steps} eager steps\n"
             + averages.table(sort_by=sort, row_limit=30)
@@ -234,7 +278,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--shape", choices=["tiny", "small", "base"])
     p.add_argument("--in-len", type=int)
     p.add_argument("--out-len", type=int)
-    p.add_argument("--configs", help="comma-separated: batch sizes of fixed-length runs, and 'mixed'")
+    p.add_argument(
+        "--configs",
+        help="comma-separated: batch sizes of fixed-length runs, 'mixed', and 'encoder' (the encoder alone)",
+    )
+    p.add_argument("--encoder-batch-rows", type=int, help="ours: documents per encoder pass (default: device's)")
     p.add_argument("--rounds", type=int, help="timed batches per fixed-length configuration")
     p.add_argument("--mixed-docs", type=int, help="documents in the mixed-length configuration")
     p.add_argument("--mixed-batch", type=int, help="largest batch of the mixed configuration (both sides)")
@@ -300,6 +348,8 @@ def main(argv=None) -> int:
         with error_line(name, out):
             if name == "mixed":
                 emit(bench_mixed(models, args, device, dtype), out)
+            elif name == "encoder":
+                emit(bench_encoder(models, args, device), out)
             else:
                 emit(bench_fixed(models, args, int(name), device, dtype), out)
     if args.profile_out:

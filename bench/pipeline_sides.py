@@ -71,12 +71,16 @@ def run_transformers(
     return outputs, seconds, work
 
 
-def make_pipeline(model, batch: int, in_len: int, out_len: int, min_len: int, device) -> Pipeline:
+def make_pipeline(
+    model, batch: int, in_len: int, out_len: int, min_len: int, device, encoder_rows: int | None = None
+) -> Pipeline:
+    """`encoder_rows`: documents per encoder pass (None: the pipeline's default for the device)."""
     config = PipelineConfig(
         max_summary_tokens=out_len,
         min_summary_tokens=min_len,
         max_batch_rows=batch,
         max_batch_tokens=batch * in_len,
+        encoder_batch_tokens=encoder_rows * in_len if encoder_rows else None,
         dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
     )
     return Pipeline.for_model(model, version="bench", device=device, config=config)
