@@ -39,8 +39,6 @@ from workers.lease import LeaseHeartbeat
 
 log = logging.getLogger(__name__)
 
-# seconds on top of the parser's own time limit before the sweeper considers the worker dead
-LEASE_SLACK_S = 60.0
 FLUSH_EVERY_S = 0.25
 
 
@@ -79,7 +77,9 @@ def extract_documents(
     from workers.extraction import extract
 
     lease = f"{worker_name}/{uuid.uuid4().hex[:12]}"
-    lease_seconds = settings.extract_timeout_s + LEASE_SLACK_S
+    # the heartbeat renews the lease every third of it while the worker lives, however long a parse takes;
+    # a dead worker's documents go back within one lease (not the parser's time limit plus slack)
+    lease_seconds = settings.lease_seconds
     outcomes = dict.fromkeys(document_ids, ExtractOutcome.SKIPPED)
     with session_scope(database_url) as session:
         claims = claim_for_extraction(session, list(document_ids), lease, lease_seconds)

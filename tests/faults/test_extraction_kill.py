@@ -14,9 +14,10 @@ Twice, two ways:
    and the child, whose parse is now over, must exit by itself (its answer has nowhere to go);
 2. SIGKILL the whole worker (parent, pool process and parser child), open the second gate, start a new worker.
 
-Either way the document keeps its extraction lease (time limit + 60 s) until the sweeper hands it back,
-then it is read again (through the open gate). The documents claimed with it (one extract message carries a
-few ids) wait with it; every other document goes on.
+Either way the document keeps its extraction lease until the sweeper hands it back, then it is read again
+(through the open gate). The heartbeat that renewed the lease died with the worker, so that takes one lease
+(``LEXIMIND_LEASE_SECONDS``, 4 s here), not the parser's time limit: the test asserts that everything is
+done well within the old lease of time limit + 60 s.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ from workers.extraction.sandbox import TEST_CHILD_ENV
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.timeout(360)]
 
 EXTRACT_ENV = {
-    "LEXIMIND_EXTRACT_TIMEOUT": "10",  # lease = 10 s + 60 s of slack (workers/extract_step.py)
+    "LEXIMIND_EXTRACT_TIMEOUT": "10",  # the parser's time limit; the lease is LEXIMIND_LEASE_SECONDS
     TEST_CHILD_ENV: shlex.join([sys.executable, str(HOSTILE_CHILD)]),
 }
 
@@ -188,18 +189,13 @@ def test_extraction_worker_killed_inside_a_parser(fault_stack, fault_api, fault_
     finally:
         gate_a.open()  # whatever happened, no child stays held (they read on, then exit with their worker)
         gate_b.open()
-    stuck = same_claim(stack.database_url, [slow_a, slow_b])  # wait for the lease with them
-    others = [i for i in ids if i not in stuck]
+    stuck = same_claim(stack.database_url, [slow_a, slow_b])  # claimed with them: back with them
     replacement = stack.worker("extract-b", "extract,maintenance", **EXTRACT_ENV)
-
-    wait_for(lambda: figures.finished(stack.database_url, others) == len(others), 120, "the other documents", stack)
-    others_done_while_leased = state_of(stack.database_url, slow_b) == DocState.EXTRACTING.value
     wait_for(lambda: figures.finished(stack.database_url, ids) == len(ids), 150,
              "the killed documents to be read again", stack)
     wall = time.monotonic() - started
     result = figures.count(stack.database_url, "extraction-kill", ids, wall, orphan_parser_exited=orphan_gone,
                            orphan_held_after_its_pool_died=orphan_held,
-                           others_done_while_leased=others_done_while_leased,
                            claimed_with_the_killed_documents=len(stuck) - 2,
                            slow_documents={"a": state_of(stack.database_url, slow_a),
                                            "b": state_of(stack.database_url, slow_b)},
@@ -212,7 +208,8 @@ def test_extraction_worker_killed_inside_a_parser(fault_stack, fault_api, fault_
     assert orphan_held, "the parser child should still be inside the document when its pool process dies"
     assert orphan_gone, "the parser child of the killed pool process kept running after its parse ended"
     assert parser_b_killed, "the parser child survived the SIGKILL of its worker's process group"
-    assert others_done_while_leased, "the other documents should not wait for the killed ones"
+    # one 4 s lease, the sweep and a new worker's start; the old lease alone was 10 + 60 s
+    assert result.details["recovery_after_kill_s"] < 45, result
     # the parses were held only until each kill, so both documents are read again in full
     assert (result.done, result.failed) == (len(ids), 0), result.failed_by_reason
     assert replacement.alive() and infer.alive()

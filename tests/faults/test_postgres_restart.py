@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.timeout(360)]
 DOCUMENTS = 200
 LATE = 40  # uploaded just before the crash, so the crash also hits extraction
 OUTAGE_S = 4.0
-# an extraction cut off by the outage keeps its lease for the time limit + 60 s (workers/extract_step.py)
+# the parser's time limit; an extraction cut off by the outage keeps its lease for LEXIMIND_LEASE_SECONDS
 EXTRACT_TIMEOUT_S = "5"
 
 

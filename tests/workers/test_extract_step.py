@@ -125,3 +125,28 @@ def test_a_batch_is_claimed_together_and_each_file_judged_alone(settings, tuning
     assert docs[ids[2]].title == "Third" and docs[ids[0]].text == "first text"
     assert docs[ids[3]].state == DocState.UPLOADED.value and docs[ids[3]].error_code == "extraction_crashed"
     assert all(d.lease_owner is None for d in docs.values())
+
+
+def test_a_parse_longer_than_the_lease_keeps_it_while_the_worker_lives(settings, tuning, make_user):
+    """The extraction lease is LEXIMIND_LEASE_SECONDS, not the parser's time limit: the heartbeat renews it,
+    so a sweep in the middle of a long parse leaves the document alone; a dead worker's comes back within
+    one lease (tests/faults/test_extraction_kill.py)."""
+    import time
+
+    from db.sweeps import SweepCounts, requeue_expired_leases
+
+    settings.lease_seconds = 1
+    [doc_id] = upload(settings.database_url, make_user(), {"slow.txt": b"a slow file"})
+    swept, seen = SweepCounts(), []
+
+    def slow(data, **kwargs):
+        time.sleep(2.5)  # two and a half leases
+        with session_scope(settings.database_url) as session:
+            requeue_expired_leases(session, settings.max_attempts, swept)
+            seen.append(session.get(Document, doc_id).state)
+        from workers.extraction import extract
+
+        return extract(data, **kwargs)
+
+    assert run(settings, tuning, doc_id, extractor=slow) is ExtractOutcome.QUEUED
+    assert seen == [DocState.EXTRACTING.value] and swept.requeued_extracting == 0
