@@ -19,12 +19,23 @@ import torch.nn.functional as F
 
 from model.attention import masked_bias
 from model.layers import RMSNorm
+from model.logits_rules import ngram_ban_mask
 from model.lora import LoRALinear
 from model.multitask import MultiTaskModel
 from model.screened_head import ScreenedArgmax
 from model.static_cache import StaticDecodeCache
 
 ATTENTION_KINDS = ("sdpa", "matmul")
+
+
+@dataclass(frozen=True)
+class OutputRules:
+    """What a decoding call forbids (part of a captured step's key): EOS before `min_new_tokens`, and with
+    `no_repeat_ngram_size` > 0 any token that would repeat an n-gram of the output, start token included
+    (``model.logits_rules``, transformers' semantics)."""
+
+    min_new_tokens: int = 0
+    no_repeat_ngram_size: int = 0
 
 
 def _weight(linear: torch.nn.Linear) -> torch.Tensor:
@@ -140,6 +151,23 @@ def _add_projection(
     return residual + F.linear(x, weight)
 
 
+def repeated_ngram_bans(
+    out: torch.Tensor, step: torch.Tensor, start_token_id: int, n: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``model.logits_rules.ban_repeated_ngrams`` on the static cache, without host reads (capturable).
+
+    out (B, T) generated tokens, step (1,) on the device: the sequence the rule sees is
+    [start, out[:, :step]]. Returns (matches (B, W), completions (B, W)): which n-token windows of it begin
+    with its last n-1 tokens, and the token each would ban (``ngram_ban_mask`` turns them into a mask)."""
+    sequence = F.pad(out, (1, 0), value=start_token_id)  # (B, T + 1); past the step: stale tokens
+    windows = sequence.unfold(1, n, 1)  # (B, T + 2 - n, n)
+    prefix_at = (step + 2 - n + torch.arange(n - 1, device=out.device)).clamp_(min=0)  # the last n-1 tokens
+    prefix = sequence.index_select(1, prefix_at)  # (B, n-1)
+    inside = torch.arange(windows.shape[1], device=out.device) + (n - 1) <= step  # windows before the step
+    matches = (windows[..., :-1] == prefix[:, None, :]).all(dim=-1) & inside & (step + 1 >= n)
+    return matches, windows[..., -1]
+
+
 @torch.no_grad()
 def decode_step(
     w: DecoderWeights,
@@ -149,10 +177,11 @@ def decode_step(
     key_len: int,  # self-attention keys read: >= step + 1 (unwritten slots are masked by the table)
     source_len: int,  # cross-attention keys read
     eos_token_id: int,
-    min_new_tokens: int,
+    rules: OutputRules,
     attention: str,
     lean: bool = False,  # fewer kernels, bf16 rounding differs slightly from the reference (see GreedyDecoder)
     cross_masked: bool = True,  # False when no row has encoder padding: attention without a mask
+    start_token_id: int = 0,  # the decoder start token, the first token of the sequence the n-grams see
 ) -> None:
     """One greedy step for every row, entirely on the device and in place (capturable in a CUDA graph)."""
     H, D = w.heads, w.head_dim
@@ -186,11 +215,18 @@ def decode_step(
     x = _norm(w.final_norm, x, lean)
     if w.scale is not None:
         x = x * w.scale
+    vocab = w.lm_head.shape[0]
+    min_new_tokens, ngram = rules.min_new_tokens, rules.no_repeat_ngram_size
+    bans = None
+    if ngram > 0:
+        bans = ngram_ban_mask(*repeated_ngram_bans(cache.out[:rows], step, start_token_id, ngram), vocab)
     if w.screen is not None:  # eager only (it reads the step counter and picks columns on the host)
-        banned = eos_token_id if min_new_tokens > 0 and int(step) < min_new_tokens else None
-        next_tokens = w.screen.argmax(x, banned)
+        eos_banned = eos_token_id if min_new_tokens > 0 and int(step) < min_new_tokens else None
+        next_tokens = w.screen.argmax(x, eos_banned, bans)
     else:
         logits = F.linear(x, w.lm_head)  # (B, V)
+        if bans is not None:
+            logits.masked_fill_(bans, float("-inf"))
         if min_new_tokens > 0:
             logits[:, eos_token_id].masked_fill_(step < min_new_tokens, float("-inf"))
         if logits.device.type == "cpu":

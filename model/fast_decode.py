@@ -1,8 +1,8 @@
 """Greedy decoding on a static cache: the summariser's fast path, captured in CUDA graphs on a GPU.
 
-``model.generation.greedy_search`` is the reference loop (and the one that does beam search, n-gram bans
-and repetition penalties). This one does plain greedy decoding with ``min_new_tokens`` and nothing else,
-and is built for throughput:
+``model.generation.greedy_search`` is the reference loop (and the one that does beam search and
+repetition penalties). This one does greedy decoding with ``min_new_tokens`` and ``no_repeat_ngram_size``
+(the reference's rules, checked on the device), and is built for throughput:
 
 - the decoder weights are fused per layer (q|k|v, cross k|v, wi_0|wi_1), so a step launches fewer kernels
   (``model.decode_step``);
@@ -29,13 +29,21 @@ from dataclasses import dataclass, field
 
 import torch
 
-from model.decode_step import ATTENTION_KINDS, DecoderWeights, decode_step
+from model.decode_step import ATTENTION_KINDS, DecoderWeights, OutputRules, decode_step
 from model.multitask import MultiTaskModel
 from model.screened_head import ScreenedArgmax
 from model.static_cache import CacheShape, StaticDecodeCache
 from model.step_graphs import CapturedStep, GraphBackend, Step, StepGraphs
 
-__all__ = ["ATTENTION_KINDS", "DecodeStats", "DecoderWeights", "GreedyDecoder", "decode_step", "ladder_size"]
+__all__ = [
+    "ATTENTION_KINDS",
+    "DecodeStats",
+    "DecoderWeights",
+    "GreedyDecoder",
+    "OutputRules",
+    "decode_step",
+    "ladder_size",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -173,12 +181,13 @@ class GreedyDecoder:
         attention_mask: torch.Tensor,  # (B, S)
         max_new_tokens: int,
         min_new_tokens: int = 0,
+        no_repeat_ngram_size: int = 0,
     ) -> torch.Tensor:
         """(B, T) generated ids without the start token, pad after EOS, T = the longest output."""
         B, S, _ = encoder_states.shape
         self.prepare(B, S, max_new_tokens, padded=not bool(attention_mask.all()))
         self.load(0, encoder_states, attention_mask)
-        return self.decode(min_new_tokens)
+        return self.decode(min_new_tokens, no_repeat_ngram_size)
 
     @torch.inference_mode()
     def prepare(self, batch_size: int, source_len: int, max_new_tokens: int, padded: bool = True) -> None:
@@ -205,13 +214,18 @@ class GreedyDecoder:
         self._batch = dataclasses.replace(batch, loaded=batch.loaded + encoder_states.shape[0])
 
     @torch.inference_mode()
-    def decode(self, min_new_tokens: int = 0) -> torch.Tensor:
-        """Decode the batch prepare() loaded: (B, T) ids, as generate()."""
+    def decode(self, min_new_tokens: int = 0, no_repeat_ngram_size: int = 0) -> torch.Tensor:
+        """Decode the batch prepare() loaded: (B, T) ids, as generate(); `no_repeat_ngram_size` > 0 bans
+        any token that would repeat an n-gram of the output (the reference loop's rule, same semantics)."""
         batch, self._batch = self._batch, None
         if batch is None or batch.loaded != batch.size:
             raise RuntimeError("decode() needs prepare() and load() of every row first")
         if not 0 <= min_new_tokens <= batch.max_new_tokens:
             raise ValueError(f"min_new_tokens must be in [0, {batch.max_new_tokens}], got {min_new_tokens}")
+        if no_repeat_ngram_size < 0:
+            raise ValueError(f"no_repeat_ngram_size must be >= 0, got {no_repeat_ngram_size}")
+        # a sequence of at most max_new_tokens tokens (start token included) never holds a longer n-gram
+        ngram = no_repeat_ngram_size if no_repeat_ngram_size <= batch.max_new_tokens else 0
         threads = torch.get_num_threads()
         probe = None
         if self.cpu_threads == "auto":
@@ -219,7 +233,7 @@ class GreedyDecoder:
         elif self.cpu_threads:
             torch.set_num_threads(self.cpu_threads)
         try:
-            return self._decode(batch, min_new_tokens, probe)
+            return self._decode(batch, OutputRules(min_new_tokens, ngram), probe)
         finally:
             torch.set_num_threads(threads)
 
@@ -230,11 +244,11 @@ class GreedyDecoder:
         self._cache = self._bias_table = None
 
     # ------------------------------------------------------------------ internals
-    def _decode(self, batch: _LoadedBatch, min_new_tokens: int, probe: _ThreadProbe | None) -> torch.Tensor:
+    def _decode(self, batch: _LoadedBatch, rules: OutputRules, probe: _ThreadProbe | None) -> torch.Tensor:
         cfg, cache = self.config, self._cache
         B, rows, source_len, max_new_tokens = batch.size, batch.rows, batch.source_len, batch.max_new_tokens
         if self.attention == "auto":
-            self._choose_attention(rows, source_len, min_new_tokens)
+            self._choose_attention(rows, source_len, rules)
         order = torch.arange(rows)  # original batch row of each cache row; >= B for fillers
         result = torch.full((B, max_new_tokens), cfg.pad_token_id, dtype=torch.long, device=self.device)
         step = 0
@@ -247,7 +261,7 @@ class GreedyDecoder:
                     rows,
                     min(round_up(step + 1, self.key_block), cache.shape.target_len),
                     source_len,
-                    min_new_tokens,
+                    rules,
                 )
                 if probe is not None:
                     probe.after(step)
@@ -298,9 +312,7 @@ class GreedyDecoder:
             logger.info("decoder cache %s: %.1f MB", shape, cache.nbytes / 2**20)
         return cache
 
-    def _bound_step(
-        self, rows: int, key_len: int, source_len: int, min_new_tokens: int, attention: str
-    ) -> Step:
+    def _bound_step(self, rows: int, key_len: int, source_len: int, rules: OutputRules, attention: str) -> Step:
         """The step with every argument bound: what a graph captures (and keeps alive) or what runs eagerly."""
         return functools.partial(
             decode_step,
@@ -311,19 +323,20 @@ class GreedyDecoder:
             key_len,
             source_len,
             self.config.eos_token_id,
-            min_new_tokens,
+            rules,
             attention,
             self.lean,
             self._cross_masked,
+            self.config.decoder_start_token_id,
         )
 
-    def _run_step(self, rows: int, key_len: int, source_len: int, min_new_tokens: int) -> None:
+    def _run_step(self, rows: int, key_len: int, source_len: int, rules: OutputRules) -> None:
         if self.use_graphs:
-            key = (rows, key_len, source_len, min_new_tokens, self._cross_masked)
+            key = (rows, key_len, source_len, rules, self._cross_masked)
             captured = self._graphs.get(key)
             if captured is None:
                 try:
-                    captured = self._capture(rows, key_len, source_len, min_new_tokens, self.attention)
+                    captured = self._capture(rows, key_len, source_len, rules, self.attention)
                 except Exception as err:  # a kernel that cannot be captured: slower, still correct
                     self._fall_back_to_eager(key, err)
                 else:
@@ -332,13 +345,13 @@ class GreedyDecoder:
                 captured.replay()
                 self.stats.graph_steps += 1
                 return
-        self._bound_step(rows, key_len, source_len, min_new_tokens, self.attention)()
+        self._bound_step(rows, key_len, source_len, rules, self.attention)()
         self.stats.eager_steps += 1
 
     def _capture(
-        self, rows: int, key_len: int, source_len: int, min_new_tokens: int, attention: str
+        self, rows: int, key_len: int, source_len: int, rules: OutputRules, attention: str
     ) -> CapturedStep:
-        step = self._bound_step(rows, key_len, source_len, min_new_tokens, attention)
+        step = self._bound_step(rows, key_len, source_len, rules, attention)
         captured = self._graphs.capture(step, self._cache.snapshot, self._cache.restore)
         self.stats.graphs_captured += 1
         return captured
@@ -352,7 +365,7 @@ class GreedyDecoder:
     def _record_graph_error(self, key: tuple | str, err: Exception) -> None:
         self.stats.graph_error = f"capture {key}: {type(err).__name__}: {err}"[:300]
 
-    def _choose_attention(self, rows: int, source_len: int, min_new_tokens: int, replays: int = 10) -> None:
+    def _choose_attention(self, rows: int, source_len: int, rules: OutputRules, replays: int = 10) -> None:
         """Time one full-length captured step with each attention kernel on this batch shape; keep the
         faster, and its graph (each was captured into a pool of its own, so dropping the other is safe)."""
         key_len = self._cache.shape.target_len
@@ -360,7 +373,7 @@ class GreedyDecoder:
         timings, graphs = {}, {}
         for kind in ATTENTION_KINDS:
             try:
-                captured = self._capture(rows, key_len, source_len, min_new_tokens, kind)
+                captured = self._capture(rows, key_len, source_len, rules, kind)
             except Exception as err:
                 logger.warning("attention %s cannot be captured: %s", kind, err)
                 self._record_graph_error(f"attention {kind}", err)
@@ -376,7 +389,7 @@ class GreedyDecoder:
         self.attention = min(timings, key=timings.__getitem__) if timings else "matmul"
         if self.attention in graphs:
             self._graphs.put(
-                (rows, key_len, source_len, min_new_tokens, self._cross_masked), graphs[self.attention]
+                (rows, key_len, source_len, rules, self._cross_masked), graphs[self.attention]
             )
         self.stats.attention = self.attention
         self.stats.attention_ms = {kind: round(ms, 4) for kind, ms in timings.items()}

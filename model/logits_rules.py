@@ -49,11 +49,15 @@ def ban_repeated_ngrams(scores: torch.Tensor, sequences: torch.Tensor, n: int) -
     prefix = sequences[:, length + 1 - n :]  # (N, n-1): the n-gram the next token would complete
     windows = sequences.unfold(dimension=1, size=n, step=1)  # (N, W, n)
     matches = (windows[..., :-1] == prefix.unsqueeze(1)).all(dim=-1)  # (N, W)
-    vocab = scores.shape[-1]
-    banned = torch.zeros((scores.shape[0], vocab + 1), dtype=torch.bool, device=scores.device)
+    return scores.masked_fill(ngram_ban_mask(matches, windows[..., -1], scores.shape[-1]), float("-inf"))
+
+
+def ngram_ban_mask(matches: torch.Tensor, completions: torch.Tensor, vocab: int) -> torch.Tensor:
+    """(N, W) matching n-gram windows and the token each would complete -> (N, vocab) bool, True = banned."""
+    banned = torch.zeros((matches.shape[0], vocab + 1), dtype=torch.bool, device=matches.device)
     # non-matching windows write into a spare column past the vocabulary
-    banned.scatter_(1, torch.where(matches, windows[..., -1].clamp(max=vocab), vocab), True)
-    return scores.masked_fill(banned[:, :vocab], float("-inf"))
+    banned.scatter_(1, torch.where(matches, completions.clamp(max=vocab), vocab), True)
+    return banned[:, :vocab]
 
 
 def apply_rules(

@@ -6,8 +6,8 @@ One path for every document:
 2. split a document longer than the encoder limit into near-equal chunks (at most ``max_chunks``);
 3. group the chunks of all documents into length-bucketed batches under a token budget;
 4. per batch, ONE encoder pass: the topic and emotion heads read the same encoder states that the decoder
-   cross-attends to while it writes the summary (greedy: ``GreedyDecoder``, static cache, CUDA graphs on a
-   GPU; beam search and the other generation rules: ``MultiTaskModel.generate``);
+   cross-attends to while it writes the summary (greedy, with or without an n-gram ban: ``GreedyDecoder``,
+   static cache, CUDA graphs on a GPU; beam search and repetition penalties: ``MultiTaskModel.generate``);
 5. a document that was split gets the summary of its chunk summaries (bounded by ``max_rounds``), and
    the average of its chunks' label probabilities (weighted by chunk length).
 
@@ -46,8 +46,8 @@ SUMMARY_PREFIX = "summarize: "
 class PipelineConfig:
     max_summary_tokens: int = 128
     min_summary_tokens: int = 0
-    num_beams: int = 1  # > 1, or either rule below, uses the reference loop instead of GreedyDecoder
-    no_repeat_ngram_size: int = 0
+    num_beams: int = 1  # > 1, or a repetition penalty, uses the reference loop instead of GreedyDecoder
+    no_repeat_ngram_size: int = 0  # > 0: no n-gram of this size twice in a summary (both loops)
     repetition_penalty: float = 1.0
     max_input_tokens: int | None = None  # encoder tokens per chunk, prefix and EOS included; None: model's
     max_chunks: int = 8  # chunks per document per round; text beyond them is not read
@@ -67,7 +67,7 @@ class PipelineConfig:
 
     @property
     def fast_decoding(self) -> bool:
-        return self.num_beams == 1 and self.no_repeat_ngram_size == 0 and self.repetition_penalty == 1.0
+        return self.num_beams == 1 and self.repetition_penalty == 1.0
 
 
 # per device kind: (max_batch_tokens, max_batch_rows, encoder_batch_tokens)
@@ -235,7 +235,7 @@ class Pipeline:
 
             started = time.perf_counter()
             if self.decoder is not None:
-                generated = self.decoder.decode(c.min_summary_tokens).cpu()
+                generated = self.decoder.decode(c.min_summary_tokens, c.no_repeat_ngram_size).cpu()
             else:
                 generated = self._generate_with_rules(torch.cat(kept), mask).cpu()
             for row, index in enumerate(batch):

@@ -56,32 +56,40 @@ class ScreenedArgmax:
         self.candidates = 0  # candidate tokens summed over those rows
 
     @torch.no_grad()
-    def argmax(self, x: torch.Tensor, banned: int | None = None) -> torch.Tensor:
-        """x (B, d) fp32 -> (B,) token ids; `banned`: a token that may not win (logit -inf)."""
+    def argmax(
+        self, x: torch.Tensor, banned: int | None = None, bans: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x (B, d) fp32 -> (B,) token ids; `banned`: a token no row may pick, `bans` (B, V) bool: tokens
+        each row may not pick (their logits count as -inf)."""
         if self.disabled:
-            return self._full(x, banned).argmax(dim=-1)
+            return self._full(x, banned, bans).argmax(dim=-1)
         low = F.linear(x.to(torch.bfloat16), self.low).float()  # (B, V)
+        if bans is not None:
+            low.masked_fill_(bans, float("-inf"))
         if banned is not None:
             low[:, banned] = float("-inf")
         # every logit is within `slack` of its screen value (the largest row norm stands in for each)
         slack = (self.margin * self.max_row_norm) * torch.linalg.vector_norm(x, dim=1, keepdim=True)  # (B, 1)
-        is_candidate = low >= low.amax(dim=1, keepdim=True) - 2 * slack  # NaN leaves a row without any
+        best = low.amax(dim=1, keepdim=True)
+        is_candidate = low >= best - 2 * slack  # NaN leaves a row without any
         counts = is_candidate.sum(dim=1)
-        if bool((counts == 0).any()):
-            return self._full(x, banned).argmax(dim=-1)
+        if bool((counts == 0).any()) or not bool(torch.isfinite(best).all()):  # NaN, or every token banned
+            return self._full(x, banned, bans).argmax(dim=-1)
         columns = is_candidate.any(dim=0).nonzero().squeeze(1)  # ascending token ids
         padded = -(-columns.numel() // COLUMN_MULTIPLE) * COLUMN_MULTIPLE
         columns = torch.cat([columns, columns[:1].expand(padded - columns.numel())])  # repeats sort last
         exact = F.linear(x, self.weight.index_select(0, columns))  # (B, n): the full product's bits
         if not self._agrees(x, columns, exact):
-            return self._full(x, banned).argmax(dim=-1)
+            return self._full(x, banned, bans).argmax(dim=-1)
         exact = exact.masked_fill(~is_candidate[:, columns], float("-inf"))
         self.screened_rows += x.shape[0]
         self.candidates += int(counts.sum())
         return columns[exact.argmax(dim=-1)]  # first maximum = lowest token id among ties
 
-    def _full(self, x: torch.Tensor, banned: int | None) -> torch.Tensor:
+    def _full(self, x: torch.Tensor, banned: int | None, bans: torch.Tensor | None) -> torch.Tensor:
         logits = F.linear(x, self.weight)
+        if bans is not None:
+            logits.masked_fill_(bans, float("-inf"))
         if banned is not None:
             logits[:, banned] = float("-inf")
         return logits

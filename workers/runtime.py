@@ -34,14 +34,24 @@ PIPELINE_ENV = {
     "LEXIMIND_MAX_SUMMARY_TOKENS": "max_summary_tokens",
     "LEXIMIND_PIPELINE_BATCH_ROWS": "max_batch_rows",
     "LEXIMIND_PIPELINE_BATCH_TOKENS": "max_batch_tokens",
+    "LEXIMIND_NO_REPEAT_NGRAM": "no_repeat_ngram_size",  # 0: plain greedy, FLAN-T5's own output
 }
+# what the worker changes from the pipeline's defaults: summaries never say the same three tokens twice
+# (greedy decoding of a small or briefly trained model otherwise loops: "the the the ...")
+WORKER_PIPELINE = {"no_repeat_ngram_size": 3}
+
+
+def pipeline_config() -> Any:
+    from model.pipeline import PipelineConfig
+
+    overrides = {name: int(os.environ[var]) for var, name in PIPELINE_ENV.items() if os.environ.get(var)}
+    return PipelineConfig(**{**WORKER_PIPELINE, **overrides})
 
 
 def load_pipeline(path: str, device: str) -> Predictor:
-    from model.pipeline import Pipeline, PipelineConfig
+    from model.pipeline import Pipeline
 
-    overrides = {name: int(os.environ[var]) for var, name in PIPELINE_ENV.items() if os.environ.get(var)}
-    return Pipeline.from_artifact(path, device=device, config=PipelineConfig(**overrides))
+    return Pipeline.from_artifact(path, device=device, config=pipeline_config())
 
 
 class PredictorCache:

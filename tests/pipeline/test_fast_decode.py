@@ -49,6 +49,30 @@ def test_equals_reference_greedy(model, reference, attention, layout, min_new_to
     assert decoder.stats.compactions > 0
 
 
+def repeated_ngrams(tokens: torch.Tensor, n: int, start: int = 0, eos: int = 1) -> int:
+    """How many n-grams repeat an earlier one, over rows read as [start] + tokens up to their EOS."""
+    repeats = 0
+    for row in tokens.tolist():
+        row = [start] + (row[: row.index(eos) + 1] if eos in row else row)
+        grams = [tuple(row[i : i + n]) for i in range(len(row) - n + 1)]
+        repeats += len(grams) - len(set(grams))
+    return repeats
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("n", [2, 3])
+def test_no_repeat_ngrams_as_the_reference_loop_bans_them(model, layout, n):
+    ids, mask = ragged_batch()
+    plain = model.generate(ids, mask, max_new_tokens=30, min_new_tokens=4)
+    assert repeated_ngrams(plain, n) > 5  # tiny random models repeat themselves: the rule has work to do
+    expected = model.generate(ids, mask, max_new_tokens=30, min_new_tokens=4, no_repeat_ngram_size=n)
+    decoder = GreedyDecoder(model, **LAYOUTS[layout])
+    with torch.no_grad():
+        got = decoder.generate(model.encode(ids, mask), mask, 30, 4, no_repeat_ngram_size=n)
+    assert got.tolist() == expected.tolist()
+    assert repeated_ngrams(got, n) == 0
+
+
 @pytest.mark.parametrize("attention", ["sdpa", "matmul"])
 def test_lean_step_without_padding_skips_the_mask(model, attention):
     ids, _ = ragged_batch(9, 64, seed=5)
@@ -132,7 +156,7 @@ def test_decode_step_is_capturable(model):
     """A CPU stand-in for CUDA graph capture: the step must run entirely on the device."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from model.decode_step import decode_step
+    from model.decode_step import OutputRules, decode_step
 
     class RecordOps(TorchDispatchMode):
         def __init__(self):
@@ -158,7 +182,7 @@ def test_decode_step_is_capturable(model):
                     16,
                     64,
                     1,
-                    5,
+                    OutputRules(min_new_tokens=5, no_repeat_ngram_size=3),
                     attention,
                     lean,
                     not lean,

@@ -160,6 +160,21 @@ def test_beam_search_goes_through_the_reference_loop(artifact, documents):
     assert prediction.summary == artifact.tokenizer.decode(expected[0])
 
 
+def test_an_ngram_ban_stays_on_the_fast_decoder(artifact, documents):
+    short = [documents[0], documents[2], documents[4]]  # one chunk each: the summary is one generate()
+    pipeline = make(artifact, no_repeat_ngram_size=2, max_summary_tokens=48)
+    assert pipeline.decoder is not None
+    predictions = pipeline.run(short)
+    plain = make(artifact, max_summary_tokens=48).run(short)
+    assert [p.summary for p in predictions] != [p.summary for p in plain]  # the ban changed something
+    for document, prediction in zip(short, predictions, strict=True):
+        batch = artifact.tokenizer.batch_encode(["summarize: " + document])
+        expected = artifact.model.generate(
+            batch.input_ids, batch.attention_mask, max_new_tokens=48, no_repeat_ngram_size=2
+        )
+        assert prediction.summary == artifact.tokenizer.decode(expected[0])
+
+
 @pytest.mark.slow
 def test_t5_small_shape_tokens_identical_to_transformers(tmp_path):
     """At a real model size (T5-small shape, varied outputs) fp32 tokens match transformers bit for bit;

@@ -142,3 +142,17 @@ def test_a_corrupt_artifact_is_recorded_with_the_loaders_reason(
     row = version_row(clean_db, version_id)
     assert row.load_error.startswith("ArtifactError") and "labels.json" in row.load_error
     assert documents(clean_db, ids)[ids[0]].state == DocState.QUEUED.value
+
+
+def test_worker_summaries_ban_repeated_trigrams_unless_told_otherwise(monkeypatch, tmp_path):
+    """The worker's pipeline bans repeated 3-grams (on the fast decoder); LEXIMIND_NO_REPEAT_NGRAM=0 gives
+    plain greedy decoding, FLAN-T5's own output."""
+    from model.artifacts import create_random_artifact
+    from workers.runtime import pipeline_config
+
+    monkeypatch.delenv("LEXIMIND_NO_REPEAT_NGRAM", raising=False)
+    assert pipeline_config().no_repeat_ngram_size == 3
+    pipeline = load_pipeline(str(create_random_artifact(tmp_path / "tiny", size="tiny", seed=0)), "cpu")
+    assert pipeline.config.no_repeat_ngram_size == 3 and pipeline.decoder is not None
+    monkeypatch.setenv("LEXIMIND_NO_REPEAT_NGRAM", "0")
+    assert pipeline_config().no_repeat_ngram_size == 0
