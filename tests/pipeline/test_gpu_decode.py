@@ -68,6 +68,15 @@ def test_graphs_equal_reference_loop_fp32():
             assert len(set(stop_steps(expected))) > 3
 
 
+def test_ngram_bans_under_graphs_equal_the_reference_loop_fp32():
+    model, states, mask, ids = _cuda_case(torch.float32)
+    expected = model.generate(ids, mask, max_new_tokens=30, min_new_tokens=4, no_repeat_ngram_size=3)
+    decoder = GreedyDecoder(model, attention="sdpa")
+    out = decoder.generate(states, mask, 30, 4, no_repeat_ngram_size=3)
+    assert decoder.stats.graph_steps > 0 and not decoder.stats.graph_error, decoder.stats
+    assert out.tolist() == expected.tolist()
+
+
 def test_attention_timing_then_capture_at_small_batches_bf16():
     """The first H200 run lost its graphs at batches 1 and 32: after the attention-timing graphs were
     dropped, the next capture named their pool again (allocator assert `use_count > 0`)."""
