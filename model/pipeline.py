@@ -174,7 +174,7 @@ class Pipeline:
         if classify:
             topics, emotions = self._pool_chunk_probabilities(first, segments, owners, len(texts))
         elif self.config.zero_shot:
-            topics, emotions = self._zero_shot(cleaned, timer)
+            topics, emotions = self._zero_shot(self._prompt_texts(cleaned), timer)
         return [
             DocumentPrediction(
                 summary=self.tokenizer.decode(summaries[doc]),
@@ -322,6 +322,22 @@ class Pipeline:
         return pooled[0], pooled[1]
 
     # ------------------------------------------------------------------ labels
+    def _prompt_texts(self, cleaned: list[str]) -> list[str]:
+        """Each text cut to what a zero-shot prompt can read. Prompts are truncated to the tokenizer's length,
+        so the words past it never count, but each label's prompt tokenized the whole text again (a 4 MB
+        text took 105 s). The cut loses nothing once the cut text still has more tokens than a prompt holds:
+        pieces never cross whitespace, so every token before the cut word is the whole text's token."""
+        enough = self.tokenizer.max_length + 32
+        texts = []
+        for text in cleaned:
+            cut = 16 * enough  # a piece is at most 16 characters
+            while cut < len(text) and (
+                not text[:cut].strip() or len(self.tokenizer.tokenize([text[:cut]])[0]) < enough
+            ):
+                cut *= 2
+            texts.append(text[:cut])
+        return texts
+
     def _zero_shot(self, cleaned: list[str], timer: StageTimer) -> tuple[list[Any], list[Any]]:
         from model.zero_shot import zero_shot_emotions, zero_shot_topics
 

@@ -122,6 +122,35 @@ def test_untrained_heads_fall_back_to_zero_shot(artifact, documents):
     json.dumps(prediction.to_dict())  # JSON-ready
 
 
+def test_zero_shot_reads_a_long_text_once_and_labels_it_as_its_whole_text_would(artifact):
+    """A zero-shot prompt holds only the start of a text; the prompts are built from that start, so the
+    labels are those of the whole text, without tokenizing it once per label."""
+    from model.zero_shot import zero_shot_emotions, zero_shot_topics
+
+    words = "The council met on Monday to argue about the budget, and nobody was happy about it. "
+    text = "Opening remarks.\n\n" + words * 1500  # about 130,000 characters, a few thousand tokens
+    pipeline = Pipeline(artifact, device="cpu", config=PipelineConfig(**SHORT))
+    seen: list[int] = []
+    tokenize = pipeline.tokenizer.tokenize
+
+    def counting(texts):
+        seen.extend(len(t) for t in texts)
+        return tokenize(texts)
+
+    pipeline.tokenizer.tokenize = counting
+    prediction = pipeline.run([text])[0]
+    pipeline.tokenizer.tokenize = tokenize
+    assert prediction.zero_shot
+    labels = artifact.labels
+    cleaned = pipeline.preprocessor.transform([text])
+    topics = zero_shot_topics(pipeline.model, pipeline.tokenizer, cleaned, labels["topic"])[0].scores
+    emotions = zero_shot_emotions(pipeline.model, pipeline.tokenizer, cleaned, labels["emotion"])[0].scores
+    assert prediction.topic.scores == pytest.approx(topics, abs=1e-6)
+    assert {e.label: e.score for e in prediction.emotions} == pytest.approx(emotions, abs=1e-6)
+    prompts = 1 + len(labels["emotion"])  # one topic prompt, one question per emotion
+    assert sum(seen) < 4 * len(text) < prompts * len(text)  # the whole text once (chunks), then its start
+
+
 def test_empty_text_raises(artifact):
     from model import TokenizerError
 
