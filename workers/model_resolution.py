@@ -235,6 +235,15 @@ def serving_predictor(
         return version, predictor
 
 
+def load_at_start(
+    database_url: str, predictor_for: Callable[[ModelVersion], Any]
+) -> tuple[ModelVersion, Any] | None:
+    """A new worker process loads the active version even if it failed to load a moment ago: the process
+    may run fixed code or find the files restored (a restart is how people say "try again"); a failure is
+    recorded again and the previous good version serves, as in ``serving_predictor``."""
+    return serving_predictor(database_url, predictor_for, retry_after_s=0.0)
+
+
 def import_base_model(source: str, models_dir: Path) -> tuple[Path, str]:
     """The first version's folder and its ``source`` kind.
 

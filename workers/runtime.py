@@ -21,7 +21,7 @@ from db.models import ModelVersion
 from db.session import dispose_all, normalize_url
 from leximind.config import JobTuning, Settings, get_settings
 from workers.inference import Predictor
-from workers.model_resolution import serving_predictor
+from workers.model_resolution import load_at_start
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def init_process(celery: Celery, *, load_model: bool) -> Runtime:
     if load_model:
         # a version that does not load is recorded and the previous good one loaded instead; the process
         # starts either way (documents wait queued when nothing loads)
-        serving_predictor(runtime.database_url, runtime.predictors, runtime.tuning.model_retry_s)
+        load_at_start(runtime.database_url, runtime.predictors)
     return runtime
 
 

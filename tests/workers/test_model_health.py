@@ -156,3 +156,25 @@ def test_worker_summaries_ban_repeated_trigrams_unless_told_otherwise(monkeypatc
     assert pipeline.config.no_repeat_ngram_size == 3 and pipeline.decoder is not None
     monkeypatch.setenv("LEXIMIND_NO_REPEAT_NGRAM", "0")
     assert pipeline_config().no_repeat_ngram_size == 0
+
+
+def test_a_new_worker_process_tries_a_recently_failed_version_at_once(
+    settings, tuning, queue_texts, make_user, good_then_broken
+):
+    """Within LEXIMIND_MODEL_RETRY_SECONDS the running workers leave a broken version alone; a restarted
+    worker (fixed code, restored files) loads it at once and clears the failure, or records it again."""
+    from db.versions import record_load_failure
+    from workers.model_resolution import load_at_start
+
+    good, broken = good_then_broken
+    with session_scope(settings.database_url) as session:
+        record_load_failure(session, broken, "ImportError: cannot import name 'x'")
+    loader = BrokenLoader("/m/broken")
+    version, _ = load_at_start(settings.database_url, PredictorCache("cpu", loader))
+    assert version.id == good and loader.loads == ["/m/broken", "/m/good"]  # tried again, still broken
+    loader.broken.clear()  # the fix is deployed, the worker restarts
+    version, _ = load_at_start(settings.database_url, PredictorCache("cpu", loader))
+    assert version.id == broken and version_row(settings.database_url, broken).load_error is None
+    queue_texts(["served by the repaired version"], make_user())
+    assert loop(settings, tuning, PredictorCache("cpu", loader)).done == 1
+    assert loader.loads[-1] == "/m/broken"
