@@ -257,7 +257,7 @@ def model_status(session: Session) -> ModelStatus:
     """ "Ready (v3)", or "no model yet: starter training at 42%", in words a person can act on."""
     version = active_version(session)
     if version is not None and version.load_error is None:
-        return ModelStatus("ready", f"Model {version.name} is active.", version=version.name)
+        return ModelStatus("ready", f"Model {version.name} is active.", version=version.name, serving=version.name)
     waiting = (
         session.scalar(
             select(func.count()).select_from(Document).where(Document.state == DocState.QUEUED.value)

@@ -102,7 +102,8 @@ def test_without_a_good_version_documents_wait_uncharged_and_the_load_is_not_ret
     assert loop(settings, tuning, predictors).done == 1
     assert version_row(clean_db, only).load_error is None
     with session_scope(clean_db) as session:
-        assert model_status(session).state == "ready"
+        ready = model_status(session)
+    assert ready.state == "ready" and ready.to_dict()["serving_version"] == ready.version  # it serves itself
 
 
 def test_activating_a_version_again_clears_its_load_failure(
