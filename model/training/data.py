@@ -103,13 +103,18 @@ def deduplicate(examples: Iterable[Example]) -> list[Example]:
             topic=example.topic if example.topic is not None else previous.topic,
             emotions=example.emotions if example.emotions is not None else previous.emotions,
             references=example.references or previous.references,
-            source=previous.source
-            if previous.source == example.source
-            else f"{previous.source}+{example.source}",
+            source=_joined_sources(previous.source, example.source),
         )
     if dropped:
         log.info("de-duplication merged %d examples into others (%d remain)", dropped, len(merged))
     return list(merged.values())
+
+
+def _joined_sources(previous: str, new: str) -> str:
+    """"bbc" + "feedback" -> "bbc+feedback"; a source already named (two corrections of one document) is not
+    added again."""
+    parts = previous.split("+")
+    return previous if new in parts else f"{previous}+{new}"
 
 
 def data_hash(examples: Sequence[Example]) -> str:

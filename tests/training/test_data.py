@@ -79,3 +79,14 @@ def test_corrections_become_examples():
     assert examples[0].topic == "sport" and not examples[0].has("emotion")
     assert examples[1].emotions == () and examples[1].has("emotion") and examples[1].summary == "short"
     assert {e.source for e in examples} == {"feedback"}
+
+
+def test_two_corrections_of_one_corpus_document_name_feedback_once():
+    """A BBC article corrected twice was reported as source "bbc+feedback+feedback"."""
+    text = "The minister announced a new budget for schools and hospitals today."
+    rows = deduplicate([Example(text=text, topic="business", source="bbc"),
+                        *examples_from_corrections([{"text": text, "topic": "politics"},
+                                                    {"text": text, "emotions": ["approval"]}])])
+    assert len(rows) == 1
+    assert rows[0].source == "bbc+feedback"
+    assert (rows[0].topic, rows[0].emotions) == ("politics", ("approval",))
