@@ -17,11 +17,22 @@ def json_body() -> dict[str, Any]:
 
 
 def page_limit(default: int = 50, maximum: int = 500) -> int:
-    raw = request.args.get("limit", default)
+    limit = whole_number_arg("limit", minimum=1, maximum=maximum, code="invalid_limit")
+    return default if limit is None else limit
+
+
+def whole_number_arg(name: str, *, minimum: int = 1, maximum: int | None = None,
+                     code: str = "invalid_parameter") -> int | None:
+    """The query argument `name` as a whole number in range, None when absent; anything else is a 400."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    bounds = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
+    message = f"{name} must be a whole number {bounds}, not {raw!r}."
     try:
-        limit = int(raw)
-    except (TypeError, ValueError):
-        raise UserError(400, "invalid_limit", f"limit must be a whole number from 1 to {maximum}.") from None
-    if not 1 <= limit <= maximum:
-        raise UserError(400, "invalid_limit", f"limit must be a whole number from 1 to {maximum}.")
-    return limit
+        value = int(raw)
+    except ValueError:
+        raise UserError(400, code, message) from None
+    if value < minimum or (maximum is not None and value > maximum):
+        raise UserError(400, code, message)
+    return value

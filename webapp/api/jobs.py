@@ -1,11 +1,11 @@
 """Jobs: one per upload. Poll GET /jobs/<id> for progress, queue position and ETA."""
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify
 from flask_login import current_user
 
 from db.history import list_jobs
-from webapp.api.helpers import page_limit
+from webapp.api.helpers import page_limit, whole_number_arg
 from webapp.database import get_db
 from webapp.lookups import owned_job_status
 from webapp.presenters import job_status_dict, job_summary_dict
@@ -15,7 +15,7 @@ bp = Blueprint("jobs", __name__)
 
 @bp.get("/jobs")
 def index():
-    before = request.args.get("before", type=int)
+    before = whole_number_arg("before", code="invalid_cursor")
     limit = page_limit(default=50, maximum=200)
     jobs = list_jobs(get_db(), current_user.id, before_id=before, limit=limit)
     return jsonify(jobs=[job_summary_dict(j) for j in jobs],

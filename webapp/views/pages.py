@@ -5,6 +5,7 @@ from flask import Blueprint, current_app, jsonify, redirect, render_template, re
 from flask_login import current_user
 
 from db.history import list_jobs
+from webapp.api.helpers import whole_number_arg
 from webapp.config import ACCEPTED_EXTENSIONS
 from webapp.database import get_db
 from webapp.errors import wants_json
@@ -57,7 +58,7 @@ def upload_files():
 
 @bp.get("/jobs")
 def jobs():
-    before = request.args.get("before", type=int)
+    before = whole_number_arg("before", code="invalid_cursor")
     page = list_jobs(get_db(), current_user.id, before_id=before, limit=50)
     return render_template("jobs.html", jobs=page, next_before=page[-1].id if len(page) == 50 else None)
 
