@@ -44,6 +44,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             "sets them (starting embedded PostgreSQL and Redis when none is configured)."
         )
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config["BROKER_URL"])
+    # each uploaded file is one multipart part: Werkzeug must allow more parts than MAX_FILES_PER_UPLOAD
+    # (plus the CSRF token), or it refuses a big upload before our check can name the file limit
+    app.config["MAX_FORM_PARTS"] = max(app.config["MAX_FORM_PARTS"], app.config["MAX_FILES_PER_UPLOAD"] + 10)
     # everything except the pages' own JSON is an error by default: show messages, not tracebacks
     app.config.setdefault("PROPAGATE_EXCEPTIONS", False)
 

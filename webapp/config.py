@@ -38,7 +38,8 @@ def flask_config(settings: Settings) -> dict[str, Any]:
         "BROKER_URL": settings.broker_url,
         # one upload request as a whole; a single file can be at most this too
         "MAX_CONTENT_LENGTH": settings.max_upload_bytes,
-        "MAX_FILES_PER_UPLOAD": min(settings.max_files_per_upload, 200),
+        # LEXIMIND_MAX_FILES: one limit for the upload page and the API (create_app raises MAX_FORM_PARTS to fit)
+        "MAX_FILES_PER_UPLOAD": settings.max_files_per_upload,
         "MAX_FORM_PARTS": 1000,
         "UPLOAD_RATE_LIMIT": os.environ.get("LEXIMIND_UPLOAD_RATE_LIMIT", "60 per minute"),
         "LOGIN_RATE_LIMIT": os.environ.get("LEXIMIND_LOGIN_RATE_LIMIT", "10 per minute"),

@@ -4,12 +4,14 @@ from __future__ import annotations
 import io
 import re
 
+import pytest
 import redis
 from sqlalchemy import func, select
 
 from db.models import Feedback, TrainingRun
 from db.session import session_scope
 from leximind.queues import QUEUE_EXTRACT, QUEUE_TRAIN
+from tests.web.conftest import sign_in
 
 
 def files(*pairs: tuple[str, bytes]) -> dict:
@@ -53,6 +55,29 @@ def test_upload_without_files_or_with_too_many(app_factory, alice):
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == "too_many_files"
     assert "the limit is 2" in response.get_json()["error"]["message"]
+
+
+def test_one_file_limit_for_the_page_and_the_api(app_factory, alice, monkeypatch):
+    """LEXIMIND_MAX_FILES is honoured as set by both the upload page and the API (no hidden cap of 200)."""
+    monkeypatch.setenv("LEXIMIND_MAX_FILES", "300")
+    app = app_factory()
+    assert app.config["MAX_FILES_PER_UPLOAD"] == 300 and app.config["MAX_FORM_PARTS"] > 300
+    client = app.test_client()
+    token = sign_in(client, alice)
+    page = client.get("/upload").get_data(as_text=True)
+    assert 'data-max-files="300"' in page and "up to 300 per upload" in page
+    many = [(f"{n}.txt", b"words") for n in range(250)]
+    web = client.post("/upload", data={**files(*many), "csrf_token": token},
+                      headers={"Accept": "application/json"}, content_type="multipart/form-data")
+    assert web.status_code == 201, web.get_data(as_text=True)[:300]
+    api = client.post("/api/v1/documents", headers=alice.bearer, content_type="multipart/form-data",
+                      data=files(*many))
+    assert api.status_code == 202, api.get_data(as_text=True)[:300]
+    too_many = client.post("/api/v1/documents", headers=alice.bearer, content_type="multipart/form-data",
+                           data=files(*[(f"{n}.txt", b"words") for n in range(301)]))
+    assert too_many.status_code == 400 and "the limit is 300" in too_many.get_json()["error"]["message"]
+    monkeypatch.setenv("LEXIMIND_MAX_FILES", "5000")
+    assert app_factory().config["MAX_FORM_PARTS"] > 5000  # Werkzeug must not refuse before our check
 
 
 def test_job_reports_failures_in_plain_words(client, world, alice):
@@ -114,6 +139,22 @@ def test_jobs_list_pages_by_id(client, world, alice):
     body = client.get("/api/v1/jobs", headers=alice.bearer).get_json()
     assert [j["id"] for j in body["jobs"]] == [world.alice_job]
     assert body["jobs"][0]["progress"] == {"total": 3, "done": 1, "failed": 1}
+    older = client.get(f"/api/v1/jobs?before={world.alice_job}", headers=alice.bearer).get_json()
+    assert older["jobs"] == [] and older["next_before"] is None
+
+
+@pytest.mark.parametrize("query, code, words", [
+    ("before=abc", "invalid_cursor", "before must be a whole number of at least 1, not 'abc'"),
+    ("before=0", "invalid_cursor", "before must be a whole number"),
+    ("limit=abc", "invalid_limit", "limit must be a whole number from 1 to 200"),
+    ("limit=201", "invalid_limit", "limit must be a whole number from 1 to 200"),
+])
+def test_jobs_list_refuses_bad_parameters_like_documents(client, world, alice, query, code, words):
+    """As /documents does: a parameter that cannot be read is a 400 naming it, never silently ignored."""
+    response = client.get(f"/api/v1/jobs?{query}", headers=alice.bearer)
+    assert response.status_code == 400, response.get_json()
+    error = response.get_json()["error"]
+    assert error["code"] == code and words in error["message"]
 
 
 def test_training_runs_start_list_show_cancel(client, world, admin, redis_url, clean_db):
