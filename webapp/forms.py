@@ -21,6 +21,12 @@ from db.accounts import MIN_PASSWORD_LENGTH
 from webapp.training_params import DATASETS, MAX_EPOCHS, METHODS, TASKS
 
 
+def form_problems(form: FlaskForm) -> str:
+    """Each field's problem in words, for a flash message: "Password: Passwords need at least 10 characters." """
+    return "; ".join(f"{getattr(form, name).label.text if hasattr(form, name) else name}: {' '.join(errors)}"
+                     for name, errors in form.errors.items())
+
+
 class CheckboxesField(SelectMultipleField):
     widget = widgets.ListWidget(prefix_label=False)
     option_widget = widgets.CheckboxInput()
@@ -43,7 +49,9 @@ class TokenForm(FlaskForm):
 
 class NewUserForm(FlaskForm):
     email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH)],
+    password = PasswordField("Password", validators=[
+        DataRequired(), Length(min=MIN_PASSWORD_LENGTH, message=f"Passwords need at least {MIN_PASSWORD_LENGTH} "
+                               "characters; this one has fewer. Choose a longer one.")],
                              description=f"At least {MIN_PASSWORD_LENGTH} characters.")
     role = SelectField("Role", choices={"user": "User", "admin": "Administrator"})
 

@@ -48,3 +48,18 @@ def test_tokens_are_hashed_checked_and_revoked(clean_db):
         assert accounts.user_for_token(s, issued.secret) is None
         s.get(User, user.id)
         assert [t.name for t in accounts.list_tokens(s, user.id)] == ["script"]
+
+
+def test_adding_a_user_with_a_short_password_says_why(client, admin, clean_db):
+    """The admin page used to answer 400 with no message when the form's own length check failed."""
+    from tests.web.conftest import sign_in
+
+    token = sign_in(client, admin)
+    response = client.post("/admin/users", data={"email": "new@example.com", "password": "abcde", "role": "user",
+                                                 "csrf_token": token})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert f"Passwords need at least {accounts.MIN_PASSWORD_LENGTH} characters" in page
+    assert 'class="flash flash-error"' in page and 'class="field-error"' in page
+    with session_scope(clean_db) as s:
+        assert accounts.get_user_by_email(s, "new@example.com") is None

@@ -9,7 +9,7 @@ from webapp.auth import SignedInUser, admin_required, public, safe_next
 from webapp.database import get_db
 from webapp.errors import UserError
 from webapp.extensions import limiter
-from webapp.forms import ActionForm, LoginForm, NewUserForm, TokenForm
+from webapp.forms import ActionForm, LoginForm, NewUserForm, TokenForm, form_problems
 
 bp = Blueprint("auth", __name__)
 
@@ -114,5 +114,6 @@ def users():
             flash(str(exc), "error")
             status = 400
     elif request.method == "POST":
+        flash("The user was not added. " + form_problems(form), "error")
         status = 400
     return render_template("users.html", users=accounts.list_users(session), form=form), status
