@@ -65,7 +65,9 @@ class ProgressWriter:
     def __call__(self, progress: Any) -> None:
         from model.training.trainer import TrainingCancelled
 
-        point = {"step": progress.step, "loss": round(progress.loss, 5), "lr": progress.learning_rate}
+        # loss: the trainer's running average over tasks; task_losses: each task's, for per-task lines
+        point = {"step": progress.step, "loss": round(progress.loss, 5), "lr": progress.learning_rate,
+                 "task_losses": {t: round(v, 5) for t, v in progress.task_losses.items()}}
         if progress.dev_loss is not None:
             point["dev_loss"] = round(progress.dev_loss, 5)
         if progress.phase == "train" or progress.dev_loss is not None:

@@ -204,6 +204,7 @@ class TaskStream:
         self.lengths = [len(seq) for seq in rows.input_ids]
         self.epoch, self.position = 0, 0
         self._batches = self._plan(0)
+        self.batches_per_epoch = len(self._batches)  # epoch 0's; later epochs' plans differ by a batch or so
 
     def _plan(self, epoch: int) -> list[list[int]]:
         rng = random.Random(f"{self.seed}:{self.rows.task}:{epoch}")

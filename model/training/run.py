@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import random
 import tempfile
 import time
@@ -81,8 +80,13 @@ class RunSpec:
     # the whole run (loading, training, evaluation, baselines) should end within this many seconds: training
     # gets what is left after loading, less a reserve for what follows (see training_budget)
     time_limit_s: float | None = None
-    # passes over the train split; when set it decides train.max_steps once the split's size is known
+    # passes over the batches of every task the run trains on (model.training.trainer.steps_for_epochs); when
+    # set it decides train.max_steps once the rows are encoded and batched
     epochs: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs is not None and not self.epochs > 0:
+            raise RunSpecError(f"epochs must be positive, got {self.epochs}")
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -148,14 +152,6 @@ def spec_from_params(params: dict[str, Any]) -> RunSpec:
         if nested in base or nested in params:
             merged[nested] = {**base.get(nested, {}), **params.get(nested, {})}
     return RunSpec.from_dict(merged)
-
-
-def steps_for_epochs(epochs: float, train_examples: int, train: TrainConfig) -> int:
-    """Optimizer steps for `epochs` passes over the train split (batches are at most batch_size rows)."""
-    if epochs <= 0:
-        raise RunSpecError(f"epochs must be positive, got {epochs}")
-    rows_per_step = train.batch_size * train.grad_accum_steps
-    return max(1, math.ceil(epochs * train_examples / rows_per_step))
 
 
 @dataclass
@@ -302,14 +298,11 @@ def train_version(
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     started = time.perf_counter()
     splits = load_splits(spec, shared_root, extra_examples)
-    if spec.epochs is not None:
-        spec.train.max_steps = steps_for_epochs(spec.epochs, len(splits["train"]), spec.train)
-        log.info("%s epochs over %d examples: %d steps", spec.epochs, len(splits["train"]), spec.train.max_steps)
     model, tokenizer, base_labels = initial_model(spec, splits["train"], shared_root)
     if spec.train.mode == "lora":
         model = with_lora(model, spec.train.lora_rank, spec.train.lora_alpha)
     trainer = Trainer(model, tokenizer, spec.train, splits["train"], splits["dev"], device=device,
-                      callback=callback, checkpoint_dir=checkpoint_dir)
+                      callback=callback, checkpoint_dir=checkpoint_dir, epochs=spec.epochs)
     if checkpoint_dir and (Path(checkpoint_dir) / "trainer.json").is_file():
         trainer.resume(checkpoint_dir)
     if spec.time_limit_s is not None:
@@ -327,7 +320,7 @@ def train_version(
         "test": test_metrics,
         "held_out_score": held_out_score(test_metrics),
         "training": {
-            "steps": result.steps, "best_step": result.best_step, "best_dev_loss": result.best_dev_loss,
+            "steps": result.steps, "epochs": round(trainer.epochs_done, 3), "best_step": result.best_step, "best_dev_loss": result.best_dev_loss,
             "stopped_early": result.stopped_early, "stopped_by_time": result.stopped_by_time,
             "train_seconds": round(result.train_seconds, 1),
             "eval_seconds": round(time.perf_counter() - eval_started, 1),

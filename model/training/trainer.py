@@ -4,7 +4,8 @@ Each micro-batch holds one task, drawn with temperature sampling (p ~ n ** (1 / 
 the task's weight. AdamW (decay on matrices only) with a cosine schedule after linear warm-up, gradient
 accumulation and clipping, bf16 autocast on CUDA, optional torch.compile, LoRA or full fine-tuning. The dev
 loss is measured every ``eval_every`` steps; the best weights are kept and restored at the end, and the run
-stops early when the dev loss stops improving. Everything random is seeded and checkpointed (safetensors +
+stops early when the dev loss stops improving. An epoch is one pass over the batches of every task the run
+trains on (after rows with labels the heads lack are dropped), so ``epochs`` sets ``max_steps`` exactly. Everything random is seeded and checkpointed (safetensors +
 JSON), so a resumed run reproduces an uninterrupted one step for step on the same hardware.
 """
 
@@ -48,13 +49,15 @@ class TrainingCancelled(RuntimeError):
 class Progress:
     step: int
     total_steps: int
-    loss: float  # mean training loss over the last reporting window
+    # smoothed training loss: the mean over tasks of each task's running average (an exponential moving
+    # average of its micro-batch losses), so tasks with very different losses taking turns do not swing it
+    loss: float
     learning_rate: float
     eta_s: float
-    epoch: float  # epochs over the largest task's data
+    epoch: float  # passes over the training batches of all tasks together (micro-batches drawn / per epoch)
     phase: str = "train"  # train | eval
     dev_loss: float | None = None
-    task_losses: dict[str, float] = field(default_factory=dict)
+    task_losses: dict[str, float] = field(default_factory=dict)  # each task's running average
 
     def to_dict(self) -> dict[str, Any]:
         return {"step": self.step, "total_steps": self.total_steps, "loss": round(self.loss, 5),
@@ -75,6 +78,15 @@ class TrainResult:
 
 
 ProgressCallback = Callable[[Progress], None]
+
+LOSS_SMOOTHING = 0.9  # per task: running average = 0.9 * running average + 0.1 * this micro-batch's loss
+
+
+def steps_for_epochs(epochs: float, batches_per_epoch: int, grad_accum_steps: int) -> int:
+    """Optimizer steps for `epochs` passes over `batches_per_epoch` micro-batches (every task's batches)."""
+    if epochs <= 0:
+        raise ValueError(f"epochs must be positive, got {epochs}")
+    return max(1, math.ceil(epochs * batches_per_epoch / grad_accum_steps))
 
 
 def seed_everything(seed: int) -> None:
@@ -101,7 +113,9 @@ class Trainer:
         device: str | torch.device = "cpu",
         callback: ProgressCallback | None = None,
         checkpoint_dir: str | Path | None = None,
+        epochs: float | None = None,
     ):
+        """With `epochs`, config.max_steps is set to that many passes over the batches this run trains on."""
         self.config = config
         self.device = torch.device(device)
         self.callback = callback
@@ -137,6 +151,11 @@ class Trainer:
         }
         self.streams = {t: TaskStream(rows, seed=config.seed, **batching) for t, rows in self.train_rows.items()}
         self.tasks = list(self.streams)
+        self.batches_per_epoch = sum(s.batches_per_epoch for s in self.streams.values())
+        if epochs is not None:
+            config.max_steps = steps_for_epochs(epochs, self.batches_per_epoch, config.grad_accum_steps)
+            log.info("%s epochs over %d batches (%s): %d steps", epochs, self.batches_per_epoch,
+                     {t: s.batches_per_epoch for t, s in self.streams.items()}, config.max_steps)
         sizes = [len(self.train_rows[t]) for t in self.tasks]
         weights = [n ** (1.0 / config.task_temperature) for n in sizes]
         self.task_probabilities = [w / sum(weights) for w in weights]
@@ -153,6 +172,7 @@ class Trainer:
         self.best_state: dict[str, torch.Tensor] | None = None
         self.evals_without_improvement = 0
         self.train_seconds = 0.0
+        self.running_losses: dict[str, list[float]] = {}  # task -> [biased average, weight] (see _smooth)
 
     # ------------------------------------------------------------------ helpers
     def _use_bf16(self) -> bool:
@@ -187,7 +207,6 @@ class Trainer:
     def train(self) -> TrainResult:
         config = self.config
         self.model.train()
-        window: list[tuple[str, float]] = []
         started = time.perf_counter()
         offset = self.train_seconds
         stopped_early = stopped_by_time = False
@@ -212,7 +231,7 @@ class Trainer:
             losses = {task: sum(v) / len(v) for task, v in step_losses.items()}
             mean_loss = sum(sum(v) for v in step_losses.values()) / config.grad_accum_steps
             self.history.append({"step": self.step, "loss": mean_loss, "lr": learning_rate, "losses": losses})
-            window.extend(losses.items())
+            self._smooth(step_losses)
             self.train_seconds = offset + time.perf_counter() - started
 
             evaluated = False
@@ -226,8 +245,7 @@ class Trainer:
                 self.save_checkpoint(self.checkpoint_dir)
             if self.callback and (self.step % config.log_every == 0 or evaluated or stopped_early
                                   or stopped_by_time or self.step == config.max_steps):
-                self._report(window, phase="eval" if evaluated else "train")
-                window = []
+                self._report(phase="eval" if evaluated else "train")
             if stopped_early or stopped_by_time:
                 log.info("stopping at step %d (%s)", self.step, "early stopping" if stopped_early else "time budget")
                 break
@@ -240,18 +258,29 @@ class Trainer:
         return TrainResult(self.step, self.best_step, self.best_dev_loss, stopped_early, stopped_by_time,
                            self.history, self.train_seconds)
 
-    def _report(self, window: list[tuple[str, float]], phase: str) -> None:
-        per_task: dict[str, list[float]] = {}
-        for task, value in window:
-            per_task.setdefault(task, []).append(value)
-        mean = sum(v for _, v in window) / max(1, len(window))
+    def _smooth(self, step_losses: dict[str, list[float]]) -> None:
+        """Fold this step's micro-batch losses into each task's running average (bias-corrected EMA)."""
+        for task, values in step_losses.items():
+            average = self.running_losses.setdefault(task, [0.0, 0.0])
+            for value in values:
+                average[0] = LOSS_SMOOTHING * average[0] + (1 - LOSS_SMOOTHING) * value
+                average[1] = LOSS_SMOOTHING * average[1] + (1 - LOSS_SMOOTHING)
+
+    def smoothed_losses(self) -> dict[str, float]:
+        return {task: total / weight for task, (total, weight) in self.running_losses.items() if weight}
+
+    @property
+    def epochs_done(self) -> float:
+        """Micro-batches drawn so far over the micro-batches in one pass over every task's rows."""
+        return self.step * self.config.grad_accum_steps / max(1, self.batches_per_epoch)
+
+    def _report(self, phase: str) -> None:
+        per_task = self.smoothed_losses()
         rate = self.train_seconds / max(1, self.step)
-        largest = max(self.tasks, key=lambda t: len(self.train_rows[t]))
         self.callback(Progress(
-            step=self.step, total_steps=self.config.max_steps, loss=mean,
+            step=self.step, total_steps=self.config.max_steps, loss=sum(per_task.values()) / max(1, len(per_task)),
             learning_rate=self.optimizer.param_groups[0]["lr"], eta_s=rate * (self.config.max_steps - self.step),
-            epoch=self.streams[largest].epochs_done, phase=phase, dev_loss=self.history[-1].get("dev_loss"),
-            task_losses={t: sum(v) / len(v) for t, v in per_task.items()},
+            epoch=self.epochs_done, phase=phase, dev_loss=self.history[-1].get("dev_loss"), task_losses=per_task,
         ))
 
     @torch.no_grad()
@@ -302,6 +331,7 @@ class Trainer:
             "best_step": self.best_step,
             "evals_without_improvement": self.evals_without_improvement,
             "train_seconds": self.train_seconds,
+            "running_losses": self.running_losses,
         }
         return save_checkpoint(folder, model_state=self.model.state_dict(), optimizer=self.optimizer,
                                trainer_state=state, best_state=self.best_state)
@@ -336,6 +366,7 @@ class Trainer:
         self.best_state = saved["best"]
         self.evals_without_improvement = int(trainer["evals_without_improvement"])
         self.train_seconds = float(trainer["train_seconds"])
+        self.running_losses = {t: list(v) for t, v in trainer.get("running_losses", {}).items()}
         log.info("resumed from %s at step %d", folder, self.step)
 
 

@@ -1,8 +1,8 @@
 """Run parameters as the web app and API send them become a valid run spec."""
 import pytest
 
-from model.training.config import TrainConfig
-from model.training.run import RunSpecError, spec_from_params, steps_for_epochs
+from model.training.run import RunSpecError, spec_from_params
+from model.training.trainer import steps_for_epochs
 from webapp.training_params import parse_training_request
 
 
@@ -16,13 +16,14 @@ def test_params_from_the_web_form_make_a_run_spec():
     assert spec.train.learning_rate == pytest.approx(3e-4)
 
 
-def test_epochs_become_steps_over_the_train_split():
-    train = TrainConfig(batch_size=16, grad_accum_steps=2)
-    assert steps_for_epochs(1, 64, train) == 2
-    assert steps_for_epochs(3, 65, train) == 7  # ceil(195 / 32)
-    assert steps_for_epochs(1, 0, train) == 1
-    with pytest.raises(RunSpecError):
-        steps_for_epochs(0, 10, train)
+def test_epochs_become_steps_over_the_batches_of_every_task():
+    assert steps_for_epochs(1, 64, grad_accum_steps=2) == 32
+    assert steps_for_epochs(3, 65, grad_accum_steps=2) == 98  # ceil(195 / 2)
+    assert steps_for_epochs(1, 0, grad_accum_steps=1) == 1
+    with pytest.raises(ValueError):
+        steps_for_epochs(0, 10, grad_accum_steps=1)
+    with pytest.raises(RunSpecError, match="epochs"):
+        spec_from_params({"epochs": 0})
 
 
 def test_a_starter_run_queued_by_the_workers_makes_a_run_spec():

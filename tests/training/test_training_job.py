@@ -34,6 +34,8 @@ def test_a_run_goes_to_succeeded_with_progress_and_registers_an_active_version(c
     assert run.started_at and run.finished_at and run.heartbeat_at and run.worker
     assert run.progress["step"] == run.progress["total_steps"] == 6 and run.progress["phase"] == "succeeded"
     assert [point["step"] for point in run.history if "loss" in point][:3] == [1, 2, 3]
+    for point in (p for p in run.history if "loss" in p):  # the running average over tasks, and each task's
+        assert abs(point["loss"] - sum(point["task_losses"].values()) / len(point["task_losses"])) < 1e-4
     assert run.metrics["comparison"]["activated"] is True and "test" in run.metrics
     with session_scope(clean_db) as session:
         version = active_version(session)
