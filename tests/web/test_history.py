@@ -146,6 +146,30 @@ def test_history_page_renders_filters_and_pages(client, library, alice):
     assert "export.csv?topic=Sports&amp;sort=oldest" in page
 
 
+def test_history_page_keeps_the_form_and_names_a_bad_filter(client, library, alice):
+    """A bad date, sort or page link used to give a bare error page: the form and the other filters were lost."""
+    sign_in(client, alice)
+    response = client.get("/documents?topic=Sports&from=31/01/2025&sort=oldest")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert 'id="filter-problems"' in page and "<strong>From</strong>: `from` must be a date like" in page
+    assert 'role="search"' in page and "doc-00.txt" in page and "doc-01.txt" not in page  # topic still applied
+    assert ("<option selected>Sports</option>" in page and 'value="oldest" selected' in page
+            and 'name="from" value="" aria-invalid="true"' in page)
+    assert "export.csv?topic=Sports&amp;sort=oldest" in page and "from=31" not in page
+
+    response = client.get("/documents?topic=Sports&after=not-a-cursor")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "<strong>Page link</strong>: That page link is broken" in page and "from the first page" in page
+    assert "doc-00.txt" in page and "<option selected>Sports</option>" in page
+
+    response = client.get("/documents?state=lost&to=2025-01-01&from=2025-02-01")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400 and "Unknown state &#39;lost&#39;" in page and "swap them" in page
+    assert client.get("/api/v1/documents?from=31/01/2025", headers=alice.bearer).status_code == 400
+
+
 def test_job_progress_queue_position_and_eta(clean_db, alice, bob):
     seed.version(clean_db, "v1", {}, active=True)
     _, ahead = seed.upload(clean_db, bob.id, {f"b{i}.txt": f"bob {i}" for i in range(4)})

@@ -23,14 +23,15 @@ from db.models import Blob, DocState
 from db.session import get_sessionmaker
 from webapp.database import get_db
 from webapp.errors import UserError
-from webapp.filters import filter_args, history_filter
-from webapp.forms import FeedbackForm
+from webapp.filters import filter_args, history_filter, read_history_filter
+from webapp.forms import FeedbackForm, form_problems
 from webapp.lookups import owned_document
 from webapp.presenters import ERROR_WORDS
 
 bp = Blueprint("documents", __name__)
 
 PAGE_SIZE = 50
+PROBLEM_WORDS = {"from": "From", "to": "To", "sort": "Sort", "state": "State", "page": "Page link"}
 SORT_WORDS = {"newest": "Newest first", "oldest": "Oldest first", "name": "Name A–Z", "name_desc": "Name Z–A"}
 EXPORT_COLUMNS = ["id", "filename", "title", "state", "uploaded_at", "finished_at", "topic", "topic_score",
                   "emotions", "model_version", "summary", "error"]
@@ -38,16 +39,20 @@ EXPORT_COLUMNS = ["id", "filename", "title", "state", "uploaded_at", "finished_a
 
 @bp.get("/documents")
 def history():
-    flt = history_filter(request.args, current_user.id)
+    """A filter or page link that cannot be read still shows the page and its form: the other filters kept,
+    the bad one left out and named (400)."""
+    flt, problems = read_history_filter(request.args, current_user.id)
     try:
         page = list_documents(get_db(), flt, after=request.args.get("after"), before=request.args.get("before"),
                               limit=PAGE_SIZE)
     except HistoryError as exc:
-        raise UserError(400, "invalid_cursor", str(exc)) from None
+        problems["page"] = UserError(400, "invalid_cursor", str(exc))
+        page = list_documents(get_db(), flt, limit=PAGE_SIZE)
+    args = {name: value for name, value in filter_args(request.args).items() if name not in problems}
     return render_template(
-        "history.html", page=page, flt=flt, args=filter_args(request.args), choices=filter_choices(get_db()),
-        sorts=SORT_WORDS, states=[s.value for s in DocState],
-    )
+        "history.html", page=page, flt=flt, args=args, choices=filter_choices(get_db()),
+        sorts=SORT_WORDS, states=[s.value for s in DocState], problems=problems, problem_words=PROBLEM_WORDS,
+    ), 400 if problems else 200
 
 
 def _export_row(row) -> dict:
@@ -141,8 +146,7 @@ def feedback(document_id: int):
     result = document.results[-1] if document.results else None
     form = _feedback_form(document, result)
     if not form.validate():
-        flash("The correction could not be read: " + "; ".join(
-            f"{name}: {', '.join(errors)}" for name, errors in form.errors.items()), "error")
+        flash("The correction could not be read. " + form_problems(form), "error")
         return _document_page(document, form, 400)
     selected = [e["label"] for e in (result.emotions or []) if e.get("selected")] if result else []
     emotions = sorted(form.emotions.data or [])
