@@ -377,6 +377,10 @@ def record_feedback(session: Session, user_id: int, document: Document, *, topic
                     emotion_labels: list[str] | None = None, summary: str | None = None) -> Feedback:
     """Store a person's correction of the document's latest result, checked against that result's labels."""
     result = document.results[-1] if document.results else None
+    if result is None and document.state == DocState.FAILED.value:
+        why = f" Why it failed: {document.error_message}" if document.error_message else ""
+        raise HistoryError("This document could not be processed, so it has no result to correct; upload a "
+                           f"fixed file to get one.{why}")
     if result is None:
         raise HistoryError("This document has no result yet; wait until it is done, then correct it.")
     summary = summary.strip() if summary else None

@@ -131,6 +131,11 @@ def test_feedback_is_stored_and_checked(client, world, alice, clean_db):
     waiting = client.post(f"/api/v1/documents/{world.alice_docs[2]}/feedback", headers=alice.bearer,
                           json={"topic": "World"})
     assert waiting.status_code == 400 and "no result yet" in waiting.get_json()["error"]["message"]
+    failed = client.post(f"/api/v1/documents/{world.alice_docs[1]}/feedback", headers=alice.bearer,
+                         json={"topic": "World"})
+    assert failed.status_code == 400 and failed.get_json()["error"]["message"] == (
+        "This document could not be processed, so it has no result to correct; upload a fixed file to get one. "
+        "Why it failed: The PDF is damaged and cannot be read. Save it again.")
     with session_scope(clean_db) as session:
         assert session.scalar(select(func.count()).select_from(Feedback)) == 1
 
