@@ -186,6 +186,15 @@ def test_html_only_scripts_has_no_text() -> None:
     assert error_code(b"<html><script>alert(1)</script><style>p{}</style></html>", "x.html") == "no_text"
 
 
+@pytest.mark.parametrize("filename", ["blank.txt", "blank.md"])
+def test_whitespace_only_text_file_says_it_has_no_text(filename) -> None:
+    """Not "save it as ... a .txt file": it is one already, with nothing in it."""
+    with pytest.raises(ExtractionError) as caught:
+        extract_in_process(b"  \n\t \r\n   \n", filename)
+    assert caught.value.code == "no_text"
+    assert "has no text in it" in caught.value.message and "save it as" not in caught.value.message
+
+
 def test_docx_paragraphs_and_tables_in_order() -> None:
     def build(document) -> None:
         document.core_properties.title = "Quarterly report"

@@ -79,6 +79,13 @@ def finish(raw: Extracted, limits: ExtractionLimits) -> Extracted:
     # only help a document that is mostly whitespace, and costs seconds on a 20 MB upload.
     raw_cap = _RAW_CHARS_PER_KEPT_CHAR * limits.max_chars
     text = clean_text(raw.text[:raw_cap])
+    if not text and raw.detected_format in ("txt", "md"):
+        # the file is text already: converting it would not help, it has nothing in it
+        raise ExtractionError(
+            "no_text",
+            f"This {_FORMAT_NAMES[raw.detected_format]} has no text in it: it holds only blank space (spaces, "
+            "line breaks or invisible characters). Put the text in the file and upload it again.",
+        )
     if not text:
         raise ExtractionError(
             "no_text",
