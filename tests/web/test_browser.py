@@ -214,3 +214,24 @@ def test_admin_sees_starter_training_then_trains_and_activates(page, live, clean
     shots(page, "17-training-versions")
     page.click("text=Roll back to the previous version")
     page.wait_for_selector(".flash-info:has-text('v1 is active again')")
+
+
+def test_a_255_character_file_name_does_not_widen_the_pages(page, clean_db, alice, shots):
+    """A long name without spaces used to widen the document page to ~2600 px and run over the History table's
+    State and Uploaded columns."""
+    long_name = "q" * 251 + ".txt"
+    v1 = seed.version(clean_db, "v1", {}, active=True)
+    job_id, (doc_id,) = seed.upload(clean_db, alice.id, {long_name: "Markets rallied on the news."})
+    seed.finish(clean_db, doc_id, v1, text="Markets rallied on the news.", topic="Business")
+    sign_in(page, alice)
+    for url in (f"/documents/{doc_id}", "/documents", f"/jobs/{job_id}", "/jobs", "/upload"):
+        page.goto(url)
+        assert page.get_by_text(long_name[:40], exact=False).first.is_visible(), url
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= page.viewport_size["width"], f"{url} is {width} px wide"
+    page.goto("/documents")
+    cells = page.locator("table.history tbody tr").first.locator("td")
+    name_right = page.evaluate("(el) => el.getBoundingClientRect().right", cells.nth(0).element_handle())
+    next_left = page.evaluate("(el) => el.getBoundingClientRect().left", cells.nth(1).element_handle())
+    assert name_right <= next_left + 1
+    shots(page, "12-history-long-name")

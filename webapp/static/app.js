@@ -97,7 +97,7 @@ function setupUpload(form) {
       const status = el("span", { class: `file-status ${problem ? "bad" : "ok"}`, text: problem || "Ready" });
       const remove = el("button", { type: "button", class: "button small ghost", "aria-label": `Remove ${file.name}`, text: "Remove" });
       remove.addEventListener("click", () => { files.splice(index, 1); render(); });
-      rows.append(el("tr", {}, el("td", { text: file.name }), el("td", { class: "num", text: fileSize(file.size) }),
+      rows.append(el("tr", {}, el("td", { class: "file-name", text: file.name }), el("td", { class: "num", text: fileSize(file.size) }),
         el("td", {}, status), el("td", { class: "num" }, remove)));
     });
     const total = files.reduce((sum, f) => sum + f.size, 0);
