@@ -174,9 +174,7 @@ def _train_and_register(
         )
         version_id, name = registered.id, registered.name
     note = None if comparison["activated"] else (
-        f"registered as {name} but not activated: held-out score {comparison['candidate_score']:.4f} is below "
-        f"the active {comparison['active_version']}'s {comparison['active_score']:.4f}; an admin can activate it"
-    )
+        f"registered as {name} but not activated: {comparison['reason']}; an admin can activate it")
     log.info("training run %d registered %s (%s)", run_id, name, "active" if comparison["activated"] else "inactive")
     return RunState.SUCCEEDED.value, metrics, version_id, note
 
@@ -194,26 +192,39 @@ def _starting_point(active: ActiveInfo | None, settings: Settings) -> str:
 
 
 def _compare_with_active(active: ActiveInfo | None, outcome: Any, spec: Any, device: str) -> dict[str, Any]:
-    """Score the active version on the very same held-out rows; the new one wins ties."""
+    """Score the active version on the very same held-out rows (outcome.splits: the rows the new model's heads
+    can be scored on) and over the tasks whose heads have the same labels in both; the new one wins ties.
+    With no task in common the new version is not activated: its score would mean something else."""
     candidate = outcome.held_out
     if active is None:
         return {"active_version": None, "active_score": None, "candidate_score": candidate, "activated": True,
                 "reason": "no active version"}
     from model.artifacts import ArtifactError, load_artifact
-    from model.training.evaluation import evaluate, held_out_score
+    from model.training.evaluation import comparable_tasks, evaluate, held_out_score
 
     try:
         artifact = load_artifact(active.path, device=device)
-        scores = evaluate(artifact.model, artifact.tokenizer, outcome.splits["dev"], outcome.splits["test"],
-                          spec.eval, tasks=spec.train.tasks)
-        scores.pop("emotion_thresholds", None)
-        active_score = held_out_score(scores)
     except ArtifactError as exc:
         log.warning("the active version %s cannot be loaded (%s); the new version replaces it", active.name, exc)
-        active_score = None
-    activated = candidate is not None and (active_score is None or candidate >= active_score)
-    return {"active_version": active.name, "active_score": active_score, "candidate_score": candidate,
-            "activated": activated}
+        return {"active_version": active.name, "active_score": None, "candidate_score": candidate,
+                "activated": candidate is not None, "reason": f"the active version does not load: {exc}"}
+    tasks = comparable_tasks(outcome.model, artifact.model, spec.train.tasks)
+    differing = sorted(set(spec.train.tasks) - set(tasks))
+    scores = evaluate(artifact.model, artifact.tokenizer, outcome.splits["dev"], outcome.splits["test"],
+                      spec.eval, tasks=tasks)
+    scores.pop("emotion_thresholds", None)
+    active_score = held_out_score(scores, tasks)
+    candidate = held_out_score(outcome.metrics["test"], tasks)
+    comparison = {"active_version": active.name, "active_score": active_score, "candidate_score": candidate,
+                  "compared_tasks": tasks, "labels_differ": differing}
+    if candidate is None or active_score is None:
+        reason = (f"no task to compare on: the {' and '.join(differing)} heads have other labels than "
+                  f"{active.name}'s" if differing else "no held-out score to compare")
+        return {**comparison, "activated": False, "reason": reason}
+    activated = candidate >= active_score
+    reason = (f"held-out score {candidate:.4f} over {', '.join(tasks)} is "
+              f"{'at least' if activated else 'below'} the active {active.name}'s {active_score:.4f}")
+    return {**comparison, "activated": activated, "reason": reason}
 
 
 def _version_metrics(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import logging
 import random
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,6 +179,34 @@ def load_splits(spec: RunSpec, shared_root: Path, extra: Sequence[Example] = ())
     return splits
 
 
+DATASET_NAMES = {"ag_news": "AG News", "bbc": "BBC News"}
+
+
+def fit_to_topic_head(spec: RunSpec, splits: dict[str, list[Example]], head: Sequence[str]
+                      ) -> tuple[dict[str, list[Example]], dict[str, int]]:
+    """Every split with the topic of rows the topic head cannot output removed (their other labels stay), so
+    training, dev, test and the comparison with the active version all use the same topic rows.
+
+    Returns the splits and {ignored label: rows}. A data set none of whose topics the head has is refused
+    when the run trains topics (it could only add rows that are thrown away, or wreck the scores)."""
+    if "topic" not in spec.train.tasks or not head:
+        return splits, {}
+    known = set(head)
+    every = [e for rows in splits.values() for e in rows]
+    for name in spec.datasets:
+        topics = {e.topic for e in every if e.topic is not None and name in e.source.split("+")}
+        if topics and not topics & known:
+            shown = DATASET_NAMES.get(name, name)
+            raise RunSpecError(f"{shown} topics ({', '.join(sorted(topics))}) do not match this model's topic "
+                               f"head ({', '.join(head)}); leave {shown} out or do not train the topic task")
+    ignored = Counter(e.topic for e in every if e.topic is not None and e.topic not in known)
+    if ignored:
+        log.warning("topic: ignoring rows with labels the model has no head output for: %s", dict(ignored))
+    fitted = {name: [e if e.topic is None or e.topic in known else dataclasses.replace(e, topic=None)
+                     for e in rows] for name, rows in splits.items()}
+    return fitted, dict(sorted(ignored.items()))
+
+
 def _cap_per_source(rows: list[Example], cap: int) -> list[Example]:
     seen: dict[str, int] = {}
     kept = []
@@ -299,6 +328,7 @@ def train_version(
     started = time.perf_counter()
     splits = load_splits(spec, shared_root, extra_examples)
     model, tokenizer, base_labels = initial_model(spec, splits["train"], shared_root)
+    splits, ignored_topics = fit_to_topic_head(spec, splits, model.config.topic_labels)
     if spec.train.mode == "lora":
         model = with_lora(model, spec.train.lora_rank, spec.train.lora_alpha)
     trainer = Trainer(model, tokenizer, spec.train, splits["train"], splits["dev"], device=device,
@@ -326,7 +356,8 @@ def train_version(
             "eval_seconds": round(time.perf_counter() - eval_started, 1),
             "device": device, "threads": torch.get_num_threads(), "time_budget_s": trainer.config.time_budget_s,
         },
-        "data": {name: describe(rows) for name, rows in splits.items()},
+        "data": {**{name: describe(rows) for name, rows in splits.items()},
+                 "ignored_topic_labels": ignored_topics},
         "split": {"method": "sha256 of normalised text", "fractions": list(spec.split_fractions)},
     }
     if spec.baselines:
