@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -201,3 +202,23 @@ def test_throughput_is_measured_from_recent_finishes(clean_db, alice):
     with session_scope(clean_db) as s:
         assert measured_throughput(s, now=now) == pytest.approx(10 / 20)
         assert measured_throughput(s, now=now + timedelta(hours=1)) is None  # idle workers: no estimate
+
+
+def test_the_correction_form_shows_what_was_saved(client, world, alice):
+    """After saving, the form used to show the model's old values again."""
+    token = sign_in(client, alice)
+    url = f"/documents/{world.alice_docs[0]}"
+    before = client.get(url).get_data(as_text=True)
+    assert "<option selected" not in before and "Corrected by hand." not in before
+    response = client.post(f"{url}/feedback", data={"topic": "World", "emotions": ["anger"],
+                                                    "summary": "Corrected by hand.", "csrf_token": token})
+    assert response.status_code == 303 and response.headers["Location"].endswith(f"{url}#correct")
+    page = client.get(url).get_data(as_text=True)
+    assert re.search(r'<option selected value="World">', page)
+    assert re.search(r'<input checked[^>]*value="anger"', page)
+    assert not re.search(r'<input checked[^>]*value="joy"', page)  # the model's choice, replaced
+    assert re.search(r'name="summary" rows="5">\s*Corrected by hand.</textarea>', page)
+    client.post(f"{url}/feedback", data={"topic": "Sports", "emotions": ["anger"], "summary": "Corrected by hand.",
+                                         "csrf_token": token})
+    page = client.get(url).get_data(as_text=True)
+    assert re.search(r'<option selected value="Sports">', page) and "Corrected by hand." in page

@@ -116,6 +116,8 @@ def export(fmt: str):
 
 
 def _feedback_form(document, result) -> FeedbackForm:
+    """On GET the form shows the result as corrected so far: each field's latest saved correction of this
+    result, else the model's value (after saving, the page shows what was saved, not the old values)."""
     form = FeedbackForm()
     topics = sorted((result.topic_scores or {}), key=lambda t: -result.topic_scores[t]) if result else []
     emotions = sorted(e["label"] for e in (result.emotions or [])) if result else []
@@ -123,6 +125,12 @@ def _feedback_form(document, result) -> FeedbackForm:
     if result is not None and request.method == "GET":
         form.emotions.data = [e["label"] for e in result.emotions or [] if e.get("selected")]
         form.summary.data = result.summary
+        for saved in reversed(list_feedback(get_db(), document.id)):  # oldest first, so the latest wins
+            if saved.result_id != result.id:
+                continue
+            form.topic.data = saved.topic_label or form.topic.data
+            form.emotions.data = saved.emotion_labels if saved.emotion_labels is not None else form.emotions.data
+            form.summary.data = saved.summary or form.summary.data
     return form
 
 
