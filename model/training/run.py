@@ -355,9 +355,9 @@ def train_version(
             "train_seconds": round(result.train_seconds, 1),
             "eval_seconds": round(time.perf_counter() - eval_started, 1),
             "device": device, "threads": torch.get_num_threads(), "time_budget_s": trainer.config.time_budget_s,
+            "ignored_topic_labels": ignored_topics,  # {label: rows} the topic head cannot output
         },
-        "data": {**{name: describe(rows) for name, rows in splits.items()},
-                 "ignored_topic_labels": ignored_topics},
+        "data": {name: describe(rows) for name, rows in splits.items()},
         "split": {"method": "sha256 of normalised text", "fractions": list(spec.split_fractions)},
     }
     if spec.baselines:
