@@ -1,6 +1,8 @@
 """Starting training runs and changing the active model: the checks shared by the page and the API."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -10,12 +12,15 @@ from db.models import ModelVersion, TrainingRun
 from webapp.database import get_db
 from webapp.errors import UserError
 from webapp.queue import enqueue_training
-from webapp.training_params import ParamError, parse_training_request
+from webapp.training_params import ParamError, check_topic_head, parse_training_request
 
 
 def start_training_run(data: dict[str, Any], user_id: int) -> TrainingRun:
     try:
         params = parse_training_request(data)
+        head = active_topic_head()
+        if head is not None:
+            check_topic_head(params, *head)
     except ParamError as exc:
         raise UserError(400, "invalid_training_request", str(exc)) from None
     session = get_db()
@@ -28,6 +33,20 @@ def start_training_run(data: dict[str, Any], user_id: int) -> TrainingRun:
     session.commit()
     enqueue_training(run.id)
     return run
+
+
+def active_topic_head() -> tuple[str, list[str]] | None:
+    """(name, topic labels) of the active version, from its labels.json; None when there is none or it cannot
+    be read here (the training job checks again, against the model it loads)."""
+    version = versions.active_version(get_db())
+    if version is None:
+        return None
+    try:
+        labels = json.loads((Path(version.path) / "labels.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    topics = labels.get("topic") if isinstance(labels, dict) else None
+    return (version.name, [str(t) for t in topics]) if isinstance(topics, list) and topics else None
 
 
 def owned_run(run_id: int) -> TrainingRun:

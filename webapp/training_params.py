@@ -1,8 +1,11 @@
 """What a person may ask of a training run, checked once for the training page and the API, and turned
 into the parameters the training job reads (model/training/run.py `spec_from_params`): the "finetune"
 recipe with the chosen datasets, `include_feedback`, `epochs`, and `train` settings (tasks, learning rate,
-mode). The corpus names are the recipe's (model/training/data.py CORPORA); the web app cannot import
-model/, so they are listed here and the training job rejects any it does not know.
+mode). A request is either the flat form (`datasets`, `tasks`, `epochs`, `learning_rate`, `method`,
+`include_corrections`) or the stored params' own shape (what GET returns in `params`); any other field is
+refused, naming it. The corpus names and their topic labels are the recipe's (model/training/data.py
+CORPORA, BBC_CATEGORIES, AG_NEWS_CLASSES); the web app cannot import model/, so they are listed here (a test
+checks they agree) and the training job rejects any it does not know.
 """
 from __future__ import annotations
 
@@ -19,6 +22,16 @@ TASKS = {"summary": "Summary", "topic": "Topic", "emotion": "Emotions"}
 METHODS = {"lora": "LoRA adapters (fast, small)", "full": "Full fine-tune"}
 DEFAULT_LEARNING_RATE = {"lora": 3e-4, "full": 1e-4}
 MAX_EPOCHS = 50
+# the topic labels of the corpora that have them: a run training topics on a corpus none of whose labels the
+# active model's topic head has is refused (its rows would be thrown away, or score a head that cannot win)
+DATASET_TOPICS = {
+    "ag_news": ("World", "Sports", "Business", "Sci/Tech"),
+    "bbc": ("business", "entertainment", "politics", "sport", "tech"),
+}
+REQUEST_FIELDS = ("datasets", "tasks", "epochs", "learning_rate", "method", "include_corrections")
+# the stored params' shape, so that a run's `params` can be sent back to start the same run again
+PARAMS_FIELDS = ("recipe", "include_feedback", "train")
+TRAIN_FIELDS = {"tasks": "tasks", "learning_rate": "learning_rate", "mode": "method"}  # train.X -> request field
 
 
 class ParamError(ValueError):
@@ -36,8 +49,38 @@ def _names(value: Any, allowed: dict[str, str], what: str) -> list[str]:
     return sorted(set(value), key=list(allowed).index)
 
 
+def _request_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """The flat request fields from either shape; unknown fields, and a setting given twice differently, are
+    refused."""
+    unknown = [k for k in data if k not in REQUEST_FIELDS + PARAMS_FIELDS]
+    if unknown:
+        raise ParamError(f"Unknown field(s): {', '.join(map(str, unknown))}. A training request takes "
+                         f"{', '.join(REQUEST_FIELDS)} (or the run params' shape: datasets, epochs, "
+                         "include_feedback and train with tasks, learning_rate, mode).")
+    if data.get("recipe", "finetune") != "finetune":
+        raise ParamError('recipe must be "finetune": that is the only recipe a request can start.')
+    train = data.get("train", {})
+    if not isinstance(train, dict):
+        raise ParamError("train must be an object with tasks, learning_rate and mode.")
+    unknown = [k for k in train if k not in TRAIN_FIELDS]
+    if unknown:
+        raise ParamError(f"Unknown field(s) in train: {', '.join(map(str, unknown))}; train takes "
+                         f"{', '.join(TRAIN_FIELDS)}.")
+    fields = {k: v for k, v in data.items() if k in REQUEST_FIELDS}
+    aliases = [(f"train.{k}", v, TRAIN_FIELDS[k]) for k, v in train.items()]
+    if "include_feedback" in data:
+        aliases.append(("include_feedback", data["include_feedback"], "include_corrections"))
+    for given, value, name in aliases:
+        if name in fields and fields[name] != value:
+            raise ParamError(f"{given} and {name} say different things; give one of them.")
+        fields[name] = value
+    return fields
+
+
 def parse_training_request(data: dict[str, Any]) -> dict[str, Any]:
-    """Run parameters from a request with datasets, tasks, epochs, learning_rate, method, include_corrections."""
+    """Run parameters from a request with datasets, tasks, epochs, learning_rate, method, include_corrections
+    (or the same settings in the run params' shape)."""
+    data = _request_fields(data)
     method = data.get("method", "lora")
     if method not in METHODS:
         raise ParamError(f"method must be one of: {', '.join(METHODS)}.")
@@ -64,6 +107,25 @@ def parse_training_request(data: dict[str, Any]) -> dict[str, Any]:
             "mode": method,
         },
     }
+
+
+def dataset_name(name: str) -> str:
+    return DATASETS.get(name, name).split(" — ")[0]
+
+
+def topic_mismatches(datasets: list[str], head: list[str]) -> list[str]:
+    """The datasets none of whose topics the topic head `head` has."""
+    return [name for name in datasets if name in DATASET_TOPICS and not set(DATASET_TOPICS[name]) & set(head)]
+
+
+def check_topic_head(params: dict[str, Any], version: str, head: list[str]) -> None:
+    """Refuse a run that trains topics on a dataset whose topics the active model's head (`head`) lacks."""
+    if "topic" not in params["train"]["tasks"]:
+        return
+    for name in topic_mismatches(params["datasets"], head):
+        shown = dataset_name(name)
+        raise ParamError(f"{shown} topics ({', '.join(DATASET_TOPICS[name])}) do not match the active model "
+                         f"{version}'s topic head ({', '.join(head)}): leave {shown} out, or untick the Topic task.")
 
 
 def describe(params: dict[str, Any]) -> dict[str, Any]:

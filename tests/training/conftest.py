@@ -9,6 +9,7 @@ import pytest
 
 from model.artifacts import shared_data_dir
 from model.training.data import load_bbc, load_goemotions
+from tests.web.conftest import admin, app, app_factory, client  # noqa: F401 - the API tests' fixtures
 
 # one-layer model with dropout on, so resume tests also cover the RNG state
 TINY_MODEL = dict(d_model=32, d_kv=8, num_heads=4, d_ff=64, num_layers=1, num_decoder_layers=1,

@@ -136,14 +136,28 @@ SCHEMAS: dict[str, Any] = {
     "FeedbackStored": {"type": "object", "properties": {
         "id": {"type": "integer"}, "document_id": {"type": "integer"}, "topic": NULLABLE_STR,
         "emotions": {"type": ["array", "null"]}, "summary": NULLABLE_STR}},
-    "TrainingRequest": {"type": "object", "properties": {
-        "datasets": {"type": "array", "items": {"type": "string",
-                                                "enum": ["ag_news", "goemotions", "bbc", "scitldr", "dialogsum"]}},
-        "tasks": {"type": "array", "items": {"type": "string", "enum": ["summary", "topic", "emotion"]}},
-        "epochs": {"type": "integer", "minimum": 1, "maximum": 50, "default": 1},
-        "learning_rate": {"type": "number", "description": "Default 0.0003 (LoRA) or 0.0001 (full)."},
-        "method": {"type": "string", "enum": ["lora", "full"], "default": "lora"},
-        "include_corrections": {"type": "boolean", "default": True}}},
+    "TrainingRequest": {
+        "type": "object", "additionalProperties": False,
+        "description": "Flat fields, or the same settings in the shape a run's `params` has (`train.tasks`, "
+                       "`train.learning_rate`, `train.mode`, `include_feedback`, `recipe`), so a run's params "
+                       "can be sent back to start it again. Any other field is a 400 naming it; a setting given "
+                       "both ways must agree. With the Topic task, a dataset none of whose topics the active "
+                       "model's topic head has (AG News on a BBC-topic model) is a 400.",
+        "properties": {
+            "datasets": {"type": "array", "items": {"type": "string",
+                                                    "enum": ["ag_news", "goemotions", "bbc", "scitldr", "dialogsum"]}},
+            "tasks": {"type": "array", "items": {"type": "string", "enum": ["summary", "topic", "emotion"]}},
+            "epochs": {"type": "integer", "minimum": 1, "maximum": 50, "default": 1,
+                       "description": "Passes over the batches of every task the run trains on."},
+            "learning_rate": {"type": "number", "description": "Default 0.0003 (LoRA) or 0.0001 (full)."},
+            "method": {"type": "string", "enum": ["lora", "full"], "default": "lora"},
+            "include_corrections": {"type": "boolean", "default": True},
+            "recipe": {"type": "string", "enum": ["finetune"]},
+            "include_feedback": {"type": "boolean", "description": "Same as include_corrections."},
+            "train": {"type": "object", "additionalProperties": False, "properties": {
+                "tasks": {"type": "array", "items": {"type": "string", "enum": ["summary", "topic", "emotion"]}},
+                "learning_rate": {"type": "number"},
+                "mode": {"type": "string", "enum": ["lora", "full"], "description": "Same as method."}}}}},
     "TrainingRun": {"type": "object", "properties": {
         "id": {"type": "integer"},
         "state": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"]},

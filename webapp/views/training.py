@@ -12,8 +12,23 @@ from webapp.database import get_db
 from webapp.errors import UserError
 from webapp.extensions import limiter
 from webapp.forms import ActionForm, TrainingForm
-from webapp.training import activate, cancel_training_run, owned_run, roll_back, start_training_run
-from webapp.training_params import DATASETS, DEFAULT_LEARNING_RATE, METHODS, TASKS
+from webapp.training import (
+    activate,
+    active_topic_head,
+    cancel_training_run,
+    owned_run,
+    roll_back,
+    start_training_run,
+)
+from webapp.training_params import (
+    DATASET_TOPICS,
+    DATASETS,
+    DEFAULT_LEARNING_RATE,
+    METHODS,
+    TASKS,
+    dataset_name,
+    topic_mismatches,
+)
 
 bp = Blueprint("training", __name__, url_prefix="/training")
 
@@ -30,11 +45,17 @@ def _page(form: TrainingForm | None = None, status: int = 200):
     all_versions = versions.list_versions(session)
     compared = all_versions[:COMPARED_VERSIONS]
     live = next((r for r in runs if r.state in training_runs.ACTIVE_STATES), None)
+    head = active_topic_head()
+    topic_warnings = [] if head is None else [
+        f"{dataset_name(name)} topics ({', '.join(DATASET_TOPICS[name])}) do not match the active model "
+        f"{head[0]}'s topic head ({', '.join(head[1])}): choose it only without the Topic task."
+        for name in topic_mismatches(list(DATASETS), head[1])]
     return render_template(
         "training.html", form=form or TrainingForm(formdata=None), action_form=ActionForm(), runs=runs,
         live=live, versions=all_versions, compared=compared,
         metric_rows=metric_table([v.metrics or {} for v in compared]), headers=[v.name for v in compared],
         datasets=DATASETS, tasks=TASKS, methods=METHODS, default_lr=DEFAULT_LEARNING_RATE,
+        topic_warnings=topic_warnings,
     ), status
 
 

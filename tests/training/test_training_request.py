@@ -1,0 +1,61 @@
+"""POST /api/v1/training-runs: the documented params shape is honoured, unknown fields are refused by name,
+and a dataset whose topics the active model's head lacks is refused up front."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from db.session import session_scope
+from db.versions import register_version
+from model.training.data import AG_NEWS_CLASSES, BBC_CATEGORIES
+from webapp.training_params import DATASET_TOPICS, ParamError, parse_training_request
+
+
+def test_the_web_app_s_topic_lists_are_the_corpora_s():
+    assert DATASET_TOPICS == {"ag_news": AG_NEWS_CLASSES, "bbc": BBC_CATEGORIES}
+
+
+def test_the_params_shape_means_what_it_says_and_unknown_fields_are_named():
+    params = parse_training_request({"datasets": ["bbc"], "train": {"tasks": ["topic"], "mode": "full"}})
+    assert params["train"]["tasks"] == ["topic"] and params["train"]["mode"] == "full"
+    assert params["train"]["learning_rate"] == 1e-4
+    assert parse_training_request(params) == params  # what GET returns starts the same run again
+    for body, words in [({"datasets": ["bbc"], "taks": ["topic"]}, "Unknown field(s): taks"),
+                        ({"train": {"tasks": ["topic"], "max_steps": 5}}, "Unknown field(s) in train: max_steps"),
+                        ({"tasks": ["summary"], "train": {"tasks": ["topic"]}}, "train.tasks and tasks"),
+                        ({"recipe": "starter"}, 'recipe must be "finetune"'),
+                        ({"train": ["topic"]}, "train must be an object")]:
+        with pytest.raises(ParamError, match=words.replace("(", r"\(").replace(")", r"\)")):
+            parse_training_request(body)
+
+
+def test_api_honours_the_documented_shape_and_refuses_a_topic_head_mismatch(client, admin, clean_db, tmp_path):
+    posted = client.post("/api/v1/training-runs", headers=admin.bearer,
+                         json={"datasets": ["bbc"], "train": {"tasks": ["topic"], "mode": "lora"}})
+    assert posted.status_code == 202, posted.get_json()
+    assert posted.get_json()["params"]["train"]["tasks"] == ["topic"]
+    client.post(f"/api/v1/training-runs/{posted.get_json()['id']}/cancel", headers=admin.bearer)
+    unknown = client.post("/api/v1/training-runs", headers=admin.bearer, json={"datasets": ["bbc"], "task": ["x"]})
+    assert unknown.status_code == 400 and "task" in unknown.get_json()["error"]["message"]
+
+    folder = tmp_path / "v1"
+    folder.mkdir()
+    (folder / "labels.json").write_text(json.dumps({"topic": list(BBC_CATEGORIES), "emotion": []}))
+    with session_scope(clean_db) as session:
+        register_version(session, path=str(folder), source="trained", name="v1", activate=True)
+    refused = client.post("/api/v1/training-runs", headers=admin.bearer,
+                          json={"datasets": ["ag_news", "goemotions", "bbc"], "method": "lora", "epochs": 1})
+    message = refused.get_json()["error"]["message"]
+    assert refused.status_code == 400
+    assert "AG News topics (World, Sports, Business, Sci/Tech) do not match the active model v1's topic head " \
+           "(business, entertainment, politics, sport, tech)" in message
+    without_topic = client.post("/api/v1/training-runs", headers=admin.bearer,
+                                json={"datasets": ["ag_news", "bbc"], "tasks": ["summary", "emotion"]})
+    assert without_topic.status_code == 202, without_topic.get_json()
+
+    client.post(f"/api/v1/training-runs/{without_topic.get_json()['id']}/cancel", headers=admin.bearer)
+    spec = client.get("/api/v1/openapi.json", headers=admin.bearer).get_json()
+    schema = spec["components"]["schemas"]["TrainingRequest"]
+    assert schema["additionalProperties"] is False and set(schema["properties"]["train"]["properties"]) == {
+        "tasks", "learning_rate", "mode"}
