@@ -253,19 +253,21 @@ class ModelStatus:
         }
 
 
-def model_status(session: Session) -> ModelStatus:
-    """ "Ready (v3)", or "no model yet: starter training at 42%", in words a person can act on."""
+def model_status(session: Session, owner_id: int | None = None) -> ModelStatus:
+    """ "Ready (v3)", or "no model yet: starter training at 42%", in words a person can act on.
+
+    ``owner_id``: count (and say) only that person's waiting documents, not everyone's (what other people
+    upload is not theirs to see); None: all of them (admins, operators)."""
     version = active_version(session)
     if version is not None and version.load_error is None:
         return ModelStatus("ready", f"Model {version.name} is active.", version=version.name, serving=version.name)
-    waiting = (
-        session.scalar(
-            select(func.count()).select_from(Document).where(Document.state == DocState.QUEUED.value)
-        )
-        or 0
-    )
+    count = select(func.count()).select_from(Document).where(Document.state == DocState.QUEUED.value)
+    if owner_id is not None:
+        count = count.where(Document.owner_id == owner_id)
+    waiting = session.scalar(count) or 0
+    queue = _WaitingWords(waiting, owner_id is not None)
     if version is not None:
-        return _unloadable(session, version, waiting)
+        return _unloadable(session, version, queue)
     run = starter_run(session)
     if run is None:
         return ModelStatus(
@@ -282,7 +284,7 @@ def model_status(session: Session) -> ModelStatus:
         return ModelStatus(
             "training",
             f"No model yet: starter training run {run.id}{of} is {run.state}{at}. "
-            f"{waiting} document(s) wait in the queue and will be processed when it finishes.",
+            f"{queue} wait in the queue and will be processed when it finishes.",
             run_id=run.id,
             progress_pct=pct,
             waiting_documents=waiting,
@@ -297,7 +299,7 @@ def model_status(session: Session) -> ModelStatus:
         return ModelStatus(
             "waiting",
             f"{ended}. The workers start it again {then} (try {starter_tries(session) + 1} of "
-            f"{params.get('max_tries')}); {waiting} document(s) wait in the queue.",
+            f"{params.get('max_tries')}); {queue} wait in the queue.",
             run_id=run.id,
             waiting_documents=waiting,
         )
@@ -311,7 +313,7 @@ def model_status(session: Session) -> ModelStatus:
     )
 
 
-def _unloadable(session: Session, version: ModelVersion, waiting: int) -> ModelStatus:
+def _unloadable(session: Session, version: ModelVersion, queue: _WaitingWords) -> ModelStatus:
     fallback = _previous_good(session, version)
     problem = f"Model {version.name} is active but the workers cannot load it ({version.load_error})"
     if fallback is not None:
@@ -323,17 +325,26 @@ def _unloadable(session: Session, version: ModelVersion, waiting: int) -> ModelS
             version=version.name,
             serving=fallback.name,
             load_error=version.load_error,
-            waiting_documents=waiting,
+            waiting_documents=queue.count,
         )
     return ModelStatus(
         "failed",
-        f"{problem}, and no earlier version can stand in. {waiting} document(s) wait in the queue; nothing "
+        f"{problem}, and no earlier version can stand in. {queue} wait in the queue; nothing "
         "is lost. The workers try again every few minutes; an admin can fix the files or activate another "
         "version.",
         version=version.name,
         load_error=version.load_error,
-        waiting_documents=waiting,
+        waiting_documents=queue.count,
     )
+
+
+@dataclass(frozen=True)
+class _WaitingWords:
+    count: int
+    own: bool  # only the reader's documents were counted
+
+    def __str__(self) -> str:
+        return f"{self.count} of your document(s)" if self.own else f"{self.count} document(s)"
 
 
 def _duration(seconds_: float) -> str:

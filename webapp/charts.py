@@ -84,8 +84,10 @@ def _series(history: list[dict[str, Any]], key: str) -> list[tuple[float, float]
 
 
 def loss_chart(history: list[dict[str, Any]]) -> LineChart | None:
-    """Training loss per step, and the dev-set loss at each evaluation (the training job's `dev_loss`)."""
-    return line_chart({"training loss": _series(history, "loss"),
+    """Training loss per step (the mean over tasks of each task's running average: one micro-batch is one
+    task, and the tasks' losses differ by two orders of magnitude), and the dev-set loss at each evaluation
+    (the training job's `dev_loss`)."""
+    return line_chart({"training loss (running mean over tasks)": _series(history, "loss"),
                        "dev loss": _series(history, "dev_loss") or _series(history, "eval_loss")})
 
 

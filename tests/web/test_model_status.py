@@ -40,3 +40,25 @@ def test_with_no_version_to_stand_in_the_page_says_it_failed(client, alice, clea
     page = html.unescape(client.get("/upload").get_data(as_text=True))
     assert "Model v2 does not load" in page and "No model yet" not in page
     assert "banner-error" in page and "nothing is lost" in page
+
+
+def test_people_see_their_own_waiting_documents_and_admins_everyones(client, alice, bob, admin, clean_db):
+    from sqlalchemy import update
+
+    from db.models import Document
+    from db.uploads import UploadedFile, create_job
+
+    _versions(clean_db, broken_only=True)
+    with session_scope(clean_db) as session:
+        for person, count in ((alice, 2), (bob, 3)):
+            _, docs = create_job(session, person.id, [UploadedFile(f"{i}.txt", b"text") for i in range(count)])
+            session.execute(update(Document).where(Document.id.in_([d.id for d in docs])).values(state="queued"))
+    seen = {
+        person.email: client.get("/api/v1/models", headers=person.bearer).get_json()["status"]
+        for person in (alice, bob, admin)
+    }
+    assert [seen[p.email]["waiting_documents"] for p in (alice, bob, admin)] == [2, 3, 5]
+    assert "2 of your document(s) wait" in seen[alice.email]["message"]
+    sign_in(client, alice)
+    page = html.unescape(client.get("/upload").get_data(as_text=True))
+    assert "2 of your document(s) wait" in page and "5 document(s)" not in page

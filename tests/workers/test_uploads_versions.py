@@ -106,6 +106,20 @@ def test_model_status_while_no_model(clean_db, queue_texts):
         assert model_status(session).to_dict()["state"] == "ready"
 
 
+def test_model_status_counts_only_the_readers_waiting_documents(clean_db, queue_texts, make_user):
+    """People see how many of their own documents wait, not how busy everyone else is; admins see all."""
+    ada, bob = make_user("ada@example.com"), make_user("bob@example.com")
+    queue_texts(["one", "two"], ada)
+    queue_texts(["three"], bob)
+    with session_scope(clean_db) as session:
+        session.add(TrainingRun(params={"recipe": "starter"}, progress={"step": 1, "total_steps": 4}))
+        session.flush()
+        mine, theirs, everyone = (model_status(session, owner_id=o) for o in (ada, bob, None))
+    assert (mine.waiting_documents, theirs.waiting_documents, everyone.waiting_documents) == (2, 1, 3)
+    assert "2 of your document(s) wait" in mine.message and "3" not in mine.message.split("%")[-1]
+    assert "3 document(s) wait" in everyone.message
+
+
 class RecordingCelery:
     def __init__(self):
         self.sent = []

@@ -49,7 +49,7 @@ def cancel_run(run_id: int):
 @bp.get("/models")
 def list_models():
     session = get_db()
-    status = versions.model_status(session)
+    status = versions.model_status(session, owner_id=None if current_user.is_admin else current_user.id)
     return jsonify(models=[version_dict(v) for v in versions.list_versions(session)], status=status.to_dict())
 
 

@@ -13,7 +13,9 @@ from webapp.views import account, documents, pages, training
 def _template_globals() -> dict:
     if not current_user.is_authenticated:
         return {}
-    return {"model_status": model_status(get_db())}
+    # people see how many of their own documents wait, not everyone's; admins see the whole queue
+    owner = None if current_user.is_admin else current_user.id
+    return {"model_status": model_status(get_db(), owner_id=owner)}
 
 
 def register_views(app: Flask) -> None:
