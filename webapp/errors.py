@@ -80,7 +80,13 @@ def _message_for(exc: HTTPException) -> tuple[str | None, str | None]:
     if status == 401 and g.get("auth_error"):
         return g.auth_error, TOKEN_MESSAGES[g.auth_error]
     if status == 413:
-        limit_mb = current_app.config["MAX_CONTENT_LENGTH"] / 1024 / 1024
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        if request.content_length is not None and request.content_length <= limit:
+            # within the size limit: the form parser stopped at MAX_FORM_PARTS, i.e. far too many files
+            files = current_app.config["MAX_FILES_PER_UPLOAD"]
+            return "too_many_files", (f"Far more than {files} files in one upload; the limit is {files}. "
+                                      "Send them in several uploads.")
+        limit_mb = limit / 1024 / 1024
         return None, (f"The upload is over the {limit_mb:.0f} MB limit for one request. "
                       "Send fewer or smaller files, in several uploads if need be.")
     if status == 429:
