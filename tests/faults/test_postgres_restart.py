@@ -47,7 +47,18 @@ def test_postgres_crash_and_restart_mid_run(fault_stack, fault_api, fault_owner,
 
     wait_for(inferring, 60, "the first claim", stack, interval=0.05)
     ids += upload(stack, fault_api, fault_owner, docs[-LATE:])[1]  # their extraction starts now
-    before = stack.counts()
+    # crash at an instant when a batch is inside the model and files are being read (between two batches,
+    # for a few milliseconds, nothing is `processing`: reading the counts once could land there)
+    seen: list[dict] = []
+
+    def mid_work() -> bool:
+        seen.append(stack.counts())
+        counts = seen[-1]
+        return counts.get(DocState.PROCESSING.value, 0) > 0 and (
+            counts.get(DocState.UPLOADED.value, 0) + counts.get(DocState.EXTRACTING.value, 0) > 0)
+
+    wait_for(mid_work, 60, "a batch in the model while files are read", stack, interval=0.01)
+    before = seen[-1]
     private_pg.crash()
     crashed = time.monotonic()
 
