@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from model.attention import masked_bias
 from model.layers import RMSNorm
-from model.logits_rules import ngram_ban_mask
+from model.logits_rules import ban_completions
 from model.lora import LoRALinear
 from model.multitask import MultiTaskModel
 from model.screened_head import ScreenedArgmax
@@ -158,7 +158,7 @@ def repeated_ngram_bans(
 
     out (B, T) generated tokens, step (1,) on the device: the sequence the rule sees is
     [start, out[:, :step]]. Returns (matches (B, W), completions (B, W)): which n-token windows of it begin
-    with its last n-1 tokens, and the token each would ban (``ngram_ban_mask`` turns them into a mask)."""
+    with its last n-1 tokens, and the token each would ban (``ban_completions`` applies them)."""
     sequence = F.pad(out, (1, 0), value=start_token_id)  # (B, T + 1); past the step: stale tokens
     windows = sequence.unfold(1, n, 1)  # (B, T + 2 - n, n)
     prefix_at = (step + 2 - n + torch.arange(n - 1, device=out.device)).clamp_(min=0)  # the last n-1 tokens
@@ -215,18 +215,15 @@ def decode_step(
     x = _norm(w.final_norm, x, lean)
     if w.scale is not None:
         x = x * w.scale
-    vocab = w.lm_head.shape[0]
     min_new_tokens, ngram = rules.min_new_tokens, rules.no_repeat_ngram_size
-    bans = None
-    if ngram > 0:
-        bans = ngram_ban_mask(*repeated_ngram_bans(cache.out[:rows], step, start_token_id, ngram), vocab)
+    bans = repeated_ngram_bans(cache.out[:rows], step, start_token_id, ngram) if ngram > 0 else None
     if w.screen is not None:  # eager only (it reads the step counter and picks columns on the host)
         eos_banned = eos_token_id if min_new_tokens > 0 and int(step) < min_new_tokens else None
         next_tokens = w.screen.argmax(x, eos_banned, bans)
     else:
         logits = F.linear(x, w.lm_head)  # (B, V)
         if bans is not None:
-            logits.masked_fill_(bans, float("-inf"))
+            ban_completions(logits, *bans, inplace=True)
         if min_new_tokens > 0:
             logits[:, eos_token_id].masked_fill_(step < min_new_tokens, float("-inf"))
         if logits.device.type == "cpu":

@@ -33,6 +33,8 @@ import logging
 import torch
 import torch.nn.functional as F
 
+from model.logits_rules import ban_completions
+
 logger = logging.getLogger(__name__)
 
 # bound on |fp32 logit - bf16 screen logit| per unit of ||x|| * ||w_v|| (0.0118 derived above, rounded up)
@@ -57,15 +59,16 @@ class ScreenedArgmax:
 
     @torch.no_grad()
     def argmax(
-        self, x: torch.Tensor, banned: int | None = None, bans: torch.Tensor | None = None
+        self, x: torch.Tensor, banned: int | None = None, bans: tuple[torch.Tensor, torch.Tensor] | None = None
     ) -> torch.Tensor:
-        """x (B, d) fp32 -> (B,) token ids; `banned`: a token no row may pick, `bans` (B, V) bool: tokens
-        each row may not pick (their logits count as -inf)."""
+        """x (B, d) fp32 -> (B,) token ids; `banned`: a token no row may pick; `bans`: the (matches,
+        completions) of ``model.decode_step.repeated_ngram_bans``, tokens each row may not pick (their
+        logits count as -inf)."""
         if self.disabled:
             return self._full(x, banned, bans).argmax(dim=-1)
         low = F.linear(x.to(torch.bfloat16), self.low).float()  # (B, V)
         if bans is not None:
-            low.masked_fill_(bans, float("-inf"))
+            ban_completions(low, *bans, inplace=True)
         if banned is not None:
             low[:, banned] = float("-inf")
         # every logit is within `slack` of its screen value (the largest row norm stands in for each)
@@ -86,10 +89,12 @@ class ScreenedArgmax:
         self.candidates += int(counts.sum())
         return columns[exact.argmax(dim=-1)]  # first maximum = lowest token id among ties
 
-    def _full(self, x: torch.Tensor, banned: int | None, bans: torch.Tensor | None) -> torch.Tensor:
+    def _full(
+        self, x: torch.Tensor, banned: int | None, bans: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> torch.Tensor:
         logits = F.linear(x, self.weight)
         if bans is not None:
-            logits.masked_fill_(bans, float("-inf"))
+            ban_completions(logits, *bans, inplace=True)
         if banned is not None:
             logits[:, banned] = float("-inf")
         return logits
