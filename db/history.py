@@ -265,6 +265,7 @@ class JobStatus:
     queue_position: int | None   # documents of other jobs ahead of this one's first unfinished document
     eta_seconds: float | None    # None: finished, or no measured throughput to go by
     throughput: float | None     # documents/second, measured over the most recent finished ones
+    waiting_for_model: bool = False  # documents wait and no model version is active yet (starter training)
 
 
 def derive_job_state(total: int, done: int, failed: int, started: bool) -> str:
@@ -300,6 +301,7 @@ _JOB_DOCUMENTS = (
     .select_from(Job).outerjoin(Document, Document.job_id == Job.id)
     .where(Job.id == bindparam("job_id"), Job.owner_id == bindparam("owner_id")).order_by(Document.id)
 )
+_NO_MODEL = select(~select(ModelVersion.id).where(ModelVersion.is_active.is_(True)).exists())
 _AHEAD = select(func.count()).select_from(
     select(Document.id)
     .where(Document.state.in_(WAITING_STATES), Document.id < bindparam("first_id"),
@@ -323,14 +325,16 @@ def job_status(session: Session, owner_id: int, job_id: int,
     waiting = [d.id for d in docs if d.state in WAITING_STATES]
     started = any(d.state in (DocState.EXTRACTING.value, DocState.PROCESSING.value) for d in docs)
     queue_position = eta = None
+    no_model = False
     if waiting:
         queue_position = session.scalar(_AHEAD, {"first_id": min(waiting), "job_id": job_id}) or 0
-        if throughput:
+        no_model = bool(session.scalar(_NO_MODEL))
+        if throughput and not no_model:
             eta = (queue_position + len(waiting)) / throughput
     return JobStatus(
         id=job_id, created_at=created_at, state=derive_job_state(len(docs), done, failed, started),
         total=len(docs), done=done, failed=failed, in_progress=len(waiting), documents=docs,
-        queue_position=queue_position, eta_seconds=eta, throughput=throughput,
+        queue_position=queue_position, eta_seconds=eta, throughput=throughput, waiting_for_model=no_model,
     )
 
 

@@ -47,6 +47,7 @@ def job_status_dict(status: JobStatus) -> dict[str, Any]:
         "queue_position": status.queue_position,
         "eta_seconds": round(status.eta_seconds, 1) if status.eta_seconds is not None else None,
         "throughput_per_second": round(status.throughput, 3) if status.throughput else None,
+        "waiting_for_model": status.waiting_for_model,
         "documents": [
             {"id": d.id, "filename": d.filename, "state": d.state,
              "error": error_dict(d.error_code, d.error_message) if d.state == "failed" else None,

@@ -192,6 +192,22 @@ def test_job_progress_queue_position_and_eta(clean_db, alice, bob):
     assert behind
 
 
+def test_a_job_waiting_for_the_first_model_says_so(client, clean_db, alice):
+    """While the starter model trains, a job's documents wait for the model, not for a queue ahead of them:
+    no ETA from other throughput, and the page and API say what they wait for."""
+    job_id, _ = seed.upload(clean_db, alice.id, {"a.txt": "alice a"})
+    with session_scope(clean_db) as s:
+        status = job_status(s, alice.id, job_id, throughput=5.0)
+    assert status.waiting_for_model and status.eta_seconds is None
+    assert client.get(f"/api/v1/jobs/{job_id}", headers=alice.bearer).get_json()["waiting_for_model"] is True
+    sign_in(client, alice)
+    assert "waits for the model" in client.get(f"/jobs/{job_id}").get_data(as_text=True)
+    seed.version(clean_db, "v1", {}, active=True)
+    with session_scope(clean_db) as s:
+        status = job_status(s, alice.id, job_id, throughput=5.0)
+    assert not status.waiting_for_model and status.eta_seconds == pytest.approx(1 / 5.0)
+
+
 def test_throughput_is_measured_from_recent_finishes(clean_db, alice):
     _, ids = seed.upload(clean_db, alice.id, {f"{i}.txt": f"t {i}" for i in range(10)})
     now = datetime.now(UTC)

@@ -71,6 +71,8 @@ SCHEMAS: dict[str, Any] = {
             "created_at": TIMESTAMP,
             "progress": _ref("Progress"),
             "queue_position": {**NULLABLE_INT, "description": "Documents of other jobs ahead of this one."},
+            "waiting_for_model": {"type": "boolean", "description":
+                                  "Documents wait and no model is active yet (the starter model is training)."},
             "eta_seconds": {**NULLABLE_NUM, "description": "Estimate from measured throughput; null when unknown."},
             "throughput_per_second": NULLABLE_NUM,
             "documents": {"type": "array", "items": {"type": "object", "required": ["id", "state", "error"],

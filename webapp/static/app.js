@@ -194,7 +194,8 @@ function setupJob(section) {
     set("stat-progress", inProgress);
     set("stat-queue", job.queue_position ?? "—");
     const finished = ["done", "partial", "failed"].includes(job.state);
-    set("stat-eta", finished ? "finished" : job.eta_seconds != null ? `about ${duration(job.eta_seconds)}` : "measuring…");
+    set("stat-eta", finished ? "finished" : job.waiting_for_model ? "waits for the model"
+      : job.eta_seconds != null ? `about ${duration(job.eta_seconds)}` : "measuring…");
     document.getElementById("job-state").replaceChildren(badge(job.state));
     const rows = document.getElementById("job-documents");
     for (const doc of job.documents) {
