@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from model.attention import masked_bias
 from model.layers import RMSNorm
-from model.logits_rules import ban_completions
+from model.logits_rules import ban_completions, repeated_ngrams
 from model.lora import LoRALinear
 from model.multitask import MultiTaskModel
 from model.screened_head import ScreenedArgmax
@@ -151,23 +151,6 @@ def _add_projection(
     return residual + F.linear(x, weight)
 
 
-def repeated_ngram_bans(
-    out: torch.Tensor, step: torch.Tensor, start_token_id: int, n: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``model.logits_rules.ban_repeated_ngrams`` on the static cache, without host reads (capturable).
-
-    out (B, T) generated tokens, step (1,) on the device: the sequence the rule sees is
-    [start, out[:, :step]]. Returns (matches (B, W), completions (B, W)): which n-token windows of it begin
-    with its last n-1 tokens, and the token each would ban (``ban_completions`` applies them)."""
-    sequence = F.pad(out, (1, 0), value=start_token_id)  # (B, T + 1); past the step: stale tokens
-    windows = sequence.unfold(1, n, 1)  # (B, T + 2 - n, n)
-    prefix_at = (step + 2 - n + torch.arange(n - 1, device=out.device)).clamp_(min=0)  # the last n-1 tokens
-    prefix = sequence.index_select(1, prefix_at)  # (B, n-1)
-    inside = torch.arange(windows.shape[1], device=out.device) + (n - 1) <= step  # windows before the step
-    matches = (windows[..., :-1] == prefix[:, None, :]).all(dim=-1) & inside & (step + 1 >= n)
-    return matches, windows[..., -1]
-
-
 @torch.no_grad()
 def decode_step(
     w: DecoderWeights,
@@ -216,7 +199,9 @@ def decode_step(
     if w.scale is not None:
         x = x * w.scale
     min_new_tokens, ngram = rules.min_new_tokens, rules.no_repeat_ngram_size
-    bans = repeated_ngram_bans(cache.out[:rows], step, start_token_id, ngram) if ngram > 0 else None
+    bans = None
+    if ngram > 0:  # the sequence the rule sees: the start token, then the tokens generated before this step
+        bans = repeated_ngrams(F.pad(cache.out[:rows], (1, 0), value=start_token_id), step + 1, ngram)
     if w.screen is not None:  # eager only (it reads the step counter and picks columns on the host)
         eos_banned = eos_token_id if min_new_tokens > 0 and int(step) < min_new_tokens else None
         next_tokens = w.screen.argmax(x, eos_banned, bans)

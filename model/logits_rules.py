@@ -43,13 +43,26 @@ def apply_repetition_penalty(scores: torch.Tensor, sequences: torch.Tensor, pena
 
 def ban_repeated_ngrams(scores: torch.Tensor, sequences: torch.Tensor, n: int) -> torch.Tensor:
     """Forbid any token that would complete an n-gram already present in the sequence."""
-    length = sequences.shape[1]
-    if length < n:
+    if sequences.shape[1] < n:
         return scores
-    prefix = sequences[:, length + 1 - n :]  # (N, n-1): the n-gram the next token would complete
-    windows = sequences.unfold(dimension=1, size=n, step=1)  # (N, W, n)
-    matches = (windows[..., :-1] == prefix.unsqueeze(1)).all(dim=-1)  # (N, W)
-    return ban_completions(scores, matches, windows[..., -1])
+    return ban_completions(scores, *repeated_ngrams(sequences, sequences.shape[1], n))
+
+
+def repeated_ngrams(
+    sequence: torch.Tensor, length: int | torch.Tensor, n: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The n-token windows of ``sequence[:, :length]`` (start token first) that begin with its last n-1 tokens,
+    and the token each would complete: (matches (N, W), completions (N, W)) for ``ban_completions``.
+
+    ``length`` may be a device tensor (the static decoder's step counter: positions past it hold stale
+    tokens, and no host read is needed, so the step stays capturable in a CUDA graph)."""
+    length = torch.as_tensor(length, device=sequence.device)
+    windows = sequence.unfold(dimension=1, size=n, step=1)  # (N, W, n)
+    prefix_at = (length + 1 - n + torch.arange(n - 1, device=sequence.device)).clamp_(min=0)
+    prefix = sequence.index_select(1, prefix_at)  # (N, n-1): the n-gram the next token would complete
+    inside = torch.arange(windows.shape[1], device=sequence.device) + n <= length  # windows within the length
+    matches = (windows[..., :-1] == prefix[:, None, :]).all(dim=-1) & inside & (length >= n)
+    return matches, windows[..., -1]
 
 
 def ban_completions(

@@ -62,7 +62,7 @@ class ScreenedArgmax:
         self, x: torch.Tensor, banned: int | None = None, bans: tuple[torch.Tensor, torch.Tensor] | None = None
     ) -> torch.Tensor:
         """x (B, d) fp32 -> (B,) token ids; `banned`: a token no row may pick; `bans`: the (matches,
-        completions) of ``model.decode_step.repeated_ngram_bans``, tokens each row may not pick (their
+        completions) of ``model.logits_rules.repeated_ngrams``, tokens each row may not pick (their
         logits count as -inf)."""
         if self.disabled:
             return self._full(x, banned, bans).argmax(dim=-1)
