@@ -118,14 +118,19 @@ def topic_mismatches(datasets: list[str], head: list[str]) -> list[str]:
     return [name for name in datasets if name in DATASET_TOPICS and not set(DATASET_TOPICS[name]) & set(head)]
 
 
+def topic_mismatch_words(name: str, version: str, head: list[str]) -> str:
+    """"AG News topics (World, ...) do not match the active model v1's topic head (business, ...)"."""
+    return (f"{dataset_name(name)} topics ({', '.join(DATASET_TOPICS[name])}) do not match the active model "
+            f"{version}'s topic head ({', '.join(head)})")
+
+
 def check_topic_head(params: dict[str, Any], version: str, head: list[str]) -> None:
     """Refuse a run that trains topics on a dataset whose topics the active model's head (`head`) lacks."""
     if "topic" not in params["train"]["tasks"]:
         return
     for name in topic_mismatches(params["datasets"], head):
-        shown = dataset_name(name)
-        raise ParamError(f"{shown} topics ({', '.join(DATASET_TOPICS[name])}) do not match the active model "
-                         f"{version}'s topic head ({', '.join(head)}): leave {shown} out, or untick the Topic task.")
+        raise ParamError(f"{topic_mismatch_words(name, version, head)}: leave {dataset_name(name)} out, or "
+                         "untick the Topic task.")
 
 
 def describe(params: dict[str, Any]) -> dict[str, Any]:

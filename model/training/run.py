@@ -350,7 +350,8 @@ def train_version(
         "test": test_metrics,
         "held_out_score": held_out_score(test_metrics),
         "training": {
-            "steps": result.steps, "epochs": round(trainer.epochs_done, 3), "best_step": result.best_step, "best_dev_loss": result.best_dev_loss,
+            "steps": result.steps, "epochs": round(trainer.epochs_done, 3), "best_step": result.best_step,
+            "best_dev_loss": result.best_dev_loss,
             "stopped_early": result.stopped_early, "stopped_by_time": result.stopped_by_time,
             "train_seconds": round(result.train_seconds, 1),
             "eval_seconds": round(time.perf_counter() - eval_started, 1),

@@ -5,8 +5,9 @@ the task's weight. AdamW (decay on matrices only) with a cosine schedule after l
 accumulation and clipping, bf16 autocast on CUDA, optional torch.compile, LoRA or full fine-tuning. The dev
 loss is measured every ``eval_every`` steps; the best weights are kept and restored at the end, and the run
 stops early when the dev loss stops improving. An epoch is one pass over the batches of every task the run
-trains on (after rows with labels the heads lack are dropped), so ``epochs`` sets ``max_steps`` exactly. Everything random is seeded and checkpointed (safetensors +
-JSON), so a resumed run reproduces an uninterrupted one step for step on the same hardware.
+trains on (after rows with labels the heads lack are dropped), so ``epochs`` sets ``max_steps`` exactly.
+Everything random is seeded and checkpointed (safetensors + JSON), so a resumed run reproduces an
+uninterrupted one step for step on the same hardware.
 """
 
 from __future__ import annotations

@@ -21,12 +21,11 @@ from webapp.training import (
     start_training_run,
 )
 from webapp.training_params import (
-    DATASET_TOPICS,
     DATASETS,
     DEFAULT_LEARNING_RATE,
     METHODS,
     TASKS,
-    dataset_name,
+    topic_mismatch_words,
     topic_mismatches,
 )
 
@@ -47,8 +46,7 @@ def _page(form: TrainingForm | None = None, status: int = 200):
     live = next((r for r in runs if r.state in training_runs.ACTIVE_STATES), None)
     head = active_topic_head()
     topic_warnings = [] if head is None else [
-        f"{dataset_name(name)} topics ({', '.join(DATASET_TOPICS[name])}) do not match the active model "
-        f"{head[0]}'s topic head ({', '.join(head[1])}): choose it only without the Topic task."
+        f"{topic_mismatch_words(name, *head)}: choose it only without the Topic task."
         for name in topic_mismatches(list(DATASETS), head[1])]
     return render_template(
         "training.html", form=form or TrainingForm(formdata=None), action_form=ActionForm(), runs=runs,
