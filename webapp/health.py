@@ -1,10 +1,17 @@
-"""`/healthz`: the process answers. `/readyz`: the database, the broker and at least one worker answer."""
+"""`/healthz`: the process answers. `/readyz`: the database, the broker and at least one worker answer.
+
+`/readyz` is public (load balancers and compose health checks call it without credentials), so what it says
+depends on who asks: anyone gets the verdict of each check and the model's state and version; a signed-in
+person also gets the model's message with their own waiting documents; only an admin gets the workers' names
+and everyone's waiting documents (what other people upload, and the hosts behind the service, are not public).
+"""
 from __future__ import annotations
 
 import time
 
 import redis
 from flask import Blueprint, current_app, jsonify
+from flask_login import current_user
 from sqlalchemy import text
 
 from db.versions import model_status
@@ -46,11 +53,23 @@ def _broker() -> str:
     return "reachable"
 
 
-def _workers() -> str:
+def _workers(names: bool) -> str:
     replies = celery_client().control.ping(timeout=current_app.config["READY_WORKER_TIMEOUT"]) or []
     if not replies:
         raise NotReady("no worker answered a ping; start one with `leximind worker`")
-    return f"{len(replies)} worker(s): " + ", ".join(sorted(name for reply in replies for name in reply))
+    answered = f"{len(replies)} worker(s)"
+    return answered + ": " + ", ".join(sorted(name for reply in replies for name in reply)) if names else answered
+
+
+# what an anonymous caller learns about the model: its state, never messages, errors or queue counts
+_PUBLIC_MODEL_KEYS = ("state", "version", "serving_version", "training_run_id", "progress_pct")
+
+
+def _model() -> dict:
+    if not current_user.is_authenticated:
+        status = model_status(get_db()).to_dict()
+        return {key: status[key] for key in _PUBLIC_MODEL_KEYS}
+    return model_status(get_db(), None if current_user.is_admin else current_user.id).to_dict()
 
 
 @bp.get("/healthz")
@@ -65,9 +84,10 @@ def healthz():
 def readyz():
     checks = {"database": _timed(_database), "broker": _timed(_broker)}
     # asking workers goes through the broker: skip it when the broker is down
-    checks["workers"] = _timed(_workers) if checks["broker"]["ok"] else {
+    admin = current_user.is_authenticated and current_user.is_admin
+    checks["workers"] = _timed(lambda: _workers(names=admin)) if checks["broker"]["ok"] else {
         "ok": False, "detail": "skipped: the broker is unreachable", "ms": 0.0}
     ready = all(check["ok"] for check in checks.values())
     # the model's state is reported, not required: the app serves (and documents wait) while none loads
-    model = model_status(get_db()).to_dict() if checks["database"]["ok"] else None
+    model = _model() if checks["database"]["ok"] else None
     return jsonify(status="ready" if ready else "not ready", checks=checks, model=model), 200 if ready else 503

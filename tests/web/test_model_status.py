@@ -5,7 +5,7 @@ import html
 
 from db.session import session_scope
 from db.versions import activate_version, record_load_failure, register_version
-from tests.web.conftest import sign_in
+from tests.web.conftest import csrf_from, sign_in
 
 
 def _versions(database_url: str, *, broken_only: bool = False) -> None:
@@ -62,3 +62,12 @@ def test_people_see_their_own_waiting_documents_and_admins_everyones(client, ali
     sign_in(client, alice)
     page = html.unescape(client.get("/upload").get_data(as_text=True))
     assert "2 of your document(s) wait" in page and "5 document(s)" not in page
+
+    # /readyz is public: anonymous callers get the model's state, not the queue nor the load error
+    client.post("/logout", data={"csrf_token": csrf_from(page)})
+    anonymous = client.get("/readyz").get_json()["model"]
+    assert anonymous == {"state": "failed", "version": "v2", "serving_version": None, "training_run_id": None,
+                         "progress_pct": None}
+    ready = {person.email: client.get("/readyz", headers=person.bearer).get_json()["model"]
+             for person in (alice, admin)}
+    assert [ready[p.email]["waiting_documents"] for p in (alice, admin)] == [2, 5]
