@@ -305,7 +305,10 @@ class Supervisor:
 
 
 def cmd_import_dataset(args: argparse.Namespace, settings: Settings) -> int:
-    """Upload a folder of files, or the rows of a CSV / JSONL file, as documents of one or more jobs."""
+    """Upload a folder of files, or the rows of a CSV / JSONL file, as documents of one or more jobs.
+
+    Every file or row is read and checked before anything is stored, so a bad row refuses the whole import
+    (naming the file and line) instead of leaving part of it uploaded."""
     from db.accounts import get_user_by_email
     from db.session import session_scope
     from db.uploads import create_job
@@ -318,9 +321,17 @@ def cmd_import_dataset(args: argparse.Namespace, settings: Settings) -> int:
             print(f"error: no user {args.owner!r}; create one with `leximind create-user`", file=sys.stderr)
             return 1
         owner_id = owner.id
+    try:
+        files = list(dataset_files(Path(args.path), args.text_column, args.limit))
+    except DatasetError as err:
+        print(f"error: {err}; nothing was imported", file=sys.stderr)
+        return 1
+    if not files:
+        print(f"error: {args.path} holds no non-empty documents or rows; nothing was imported", file=sys.stderr)
+        return 1
     celery = make_celery(services.broker_url)
     total, jobs = 0, []
-    for chunk in _chunks(dataset_files(Path(args.path), args.text_column, args.limit), args.per_job):
+    for chunk in _chunks(iter(files), args.per_job):
         with session_scope(services.database_url) as session:
             job, documents = create_job(session, owner_id, chunk)
             ids = [d.id for d in documents]
@@ -331,10 +342,45 @@ def cmd_import_dataset(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+class DatasetError(ValueError):
+    """A dataset the import cannot read; the message names the file (and line) and what to change."""
+
+
 def dataset_files(path: Path, text_column: str | None, limit: int | None) -> Iterator:
+    """The documents of a folder (every file under it), a .csv or .jsonl (one per row), or a single file.
+
+    Empty files and rows are left out (an upload refuses them too); anything unreadable is a DatasetError."""
     from db.uploads import UploadedFile
 
-    count = 0
+    if not path.exists():
+        raise DatasetError(f"{path} does not exist; give a folder, a .csv or .jsonl file, or a document")
+    column: int | None = None
+    if path.suffix == ".csv" and text_column is not None:
+        try:
+            column = int(text_column)
+        except ValueError:
+            raise DatasetError(f"--text-column for a .csv is a column number (0 is the first), "
+                               f"not {text_column!r}") from None
+
+    def jsonl_text(line: str, where: str) -> str:
+        key = text_column or "text"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{where} is not JSON ({exc.msg}); each line must be one JSON object") from None
+        if not isinstance(row, dict) or key not in row:
+            keys = ", ".join(map(str, row)) if isinstance(row, dict) else "none: not an object"
+            raise DatasetError(f"{where} has no {key!r} field (its fields: {keys}); choose one with --text-column")
+        if not isinstance(row[key], str):
+            raise DatasetError(f"{where}: {key!r} must be a string, not {type(row[key]).__name__}")
+        return row[key]
+
+    def csv_text(row: list[str], where: str) -> str:
+        if column is None:
+            return "\n".join(row[1:] or row)
+        if not -len(row) <= column < len(row):
+            raise DatasetError(f"{where} has {len(row)} column(s), so there is no column {column}")
+        return row[column]
 
     def rows() -> Iterator[UploadedFile]:
         if path.is_dir():
@@ -344,22 +390,31 @@ def dataset_files(path: Path, text_column: str | None, limit: int | None) -> Ite
             with path.open(encoding="utf-8") as handle:
                 for n, line in enumerate(handle, 1):
                     if line.strip():
-                        yield UploadedFile(
-                            f"{path.stem}-{n}.txt", json.loads(line)[text_column or "text"].encode()
-                        )
+                        text = jsonl_text(line, f"{path}, line {n}")
+                        yield UploadedFile(f"{path.stem}-{n}.txt", text.encode())
         elif path.suffix == ".csv":
             with path.open(encoding="utf-8", newline="") as handle:
                 for n, row in enumerate(csv.reader(handle), 1):
-                    text = row[int(text_column)] if text_column is not None else "\n".join(row[1:] or row)
+                    text = csv_text(row, f"{path}, row {n}")
                     yield UploadedFile(f"{path.stem}-{n}.txt", text.replace("\\n", "\n").encode())
         else:
             yield UploadedFile(path.name, path.read_bytes())
 
-    for upload in rows():
-        if limit is not None and count >= limit:
-            return
-        count += 1
-        yield upload
+    count = 0
+    try:
+        for upload in rows():
+            if limit is not None and count >= limit:
+                return
+            if not upload.data.strip():
+                continue
+            count += 1
+            yield upload
+    except UnicodeDecodeError:
+        raise DatasetError(f"{path} is not UTF-8 text; convert it (e.g. `iconv -f cp1252 -t utf-8`)") from None
+    except csv.Error as exc:
+        raise DatasetError(f"{path} is not a readable CSV file ({exc})") from None
+    except OSError as exc:
+        raise DatasetError(f"cannot read {exc.filename or path}: {exc.strerror}") from None
 
 
 def _chunks(items: Iterator, size: int) -> Iterator[list]:
@@ -374,6 +429,16 @@ def _chunks(items: Iterator, size: int) -> Iterator[list]:
 
 
 # --------------------------------------------------------------------------------------------- parser
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leximind", description=__doc__.split("\n", 1)[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -435,8 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="CSV: column index (default: all but the first, joined); JSONL: key (default: text)",
     )
-    dataset.add_argument("--limit", type=int, default=None)
-    dataset.add_argument("--per-job", type=int, default=500, help="documents per job")
+    dataset.add_argument("--limit", type=positive_int, default=None, help="import at most this many")
+    dataset.add_argument("--per-job", type=positive_int, default=500, help="documents per job")
     dataset.set_defaults(func=cmd_import_dataset)
 
     try:

@@ -78,3 +78,51 @@ def test_parser_knows_every_subcommand():
     ):
         assert parser.parse_args(argv).func is not None
     assert parser.parse_args(["worker", "-Q", "infer"]).queues == ["infer"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "column", "words"),
+    [
+        ("rows.jsonl", '{"text": "fine"}\n{"body": "x"}\n', None, "line 2 has no 'text' field (its fields: body)"),
+        ("rows.jsonl", '{"text": "fine"}\nnot json\n', None, "line 2 is not JSON"),
+        ("rows.jsonl", '{"text": 5}\n', None, "line 1: 'text' must be a string, not int"),
+        ("rows.jsonl", "[1, 2]\n", None, "line 1 has no 'text' field"),
+        ("news.csv", '"1","a"\n', "x", "column number (0 is the first), not 'x'"),
+        ("news.csv", '"1","a"\n"2","b"\n', "2", "row 1 has 2 column(s), so there is no column 2"),
+        ("latin.csv", "caf\xe9\n".encode("cp1252"), None, "is not UTF-8 text"),
+    ],
+)
+def test_import_dataset_names_the_bad_row_and_imports_nothing(env, tmp_path, capsys, name, content, column, words):
+    main(["create-user", "--email", "ops@example.com"])
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    argv = ["import-dataset", str(path), "--owner", "ops@example.com", "--per-job", "1"]
+    capsys.readouterr()
+    assert main(argv + (["--text-column", column] if column else [])) == 1
+    err = capsys.readouterr().err
+    assert words in err and "nothing was imported" in err and "Traceback" not in err
+    with session_scope(env) as session:
+        assert session.scalar(select(func.count()).select_from(Document)) == 0
+
+
+def test_import_dataset_refuses_a_missing_path_and_skips_empty_rows(env, tmp_path, capsys):
+    main(["create-user", "--email", "ops@example.com"])
+    capsys.readouterr()
+    assert main(["import-dataset", str(tmp_path / "nope"), "--owner", "ops@example.com"]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    jsonl = tmp_path / "rows.jsonl"
+    jsonl.write_text('{"text": "one"}\n{"text": "  "}\n{"text": "three"}\n')
+    assert [f.data for f in dataset_files(jsonl, None, None)] == [b"one", b"three"]
+    jsonl.write_text('{"text": ""}\n')
+    assert main(["import-dataset", str(jsonl), "--owner", "ops@example.com"]) == 1
+    assert "holds no non-empty documents or rows" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--limit", "--per-job"])
+def test_import_dataset_counts_must_be_positive(flag, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["import-dataset", "x", "--owner", "a@b.c", flag, "0"])
+    assert "must be a whole number of at least 1, not '0'" in capsys.readouterr().err
