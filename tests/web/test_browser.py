@@ -235,3 +235,37 @@ def test_a_255_character_file_name_does_not_widen_the_pages(page, clean_db, alic
     next_left = page.evaluate("(el) => el.getBoundingClientRect().left", cells.nth(1).element_handle())
     assert name_right <= next_left + 1
     shots(page, "12-history-long-name")
+
+
+# cells past their card's right edge, leaving out tables meant to scroll sideways (.table-scroll)
+CLIPPED_CELLS = """() => [...document.querySelectorAll('main table td')].filter((cell) => {
+  if (cell.closest('.table-scroll')) return false;
+  const box = cell.closest('.card') || document.documentElement;
+  return cell.getBoundingClientRect().right > box.getBoundingClientRect().right + 1;
+}).map((cell) => cell.textContent.trim().slice(0, 40))"""
+
+
+def test_every_page_fits_a_phone_screen(browser, live, world, alice, admin, shots):
+    """At 390 px the top bar ran ~200 px past the screen (Sign out and the admin links off to the right, white
+    on the page's background) and the tables squeezed their columns to a few letters or cut the last ones off
+    at the card's edge."""
+    pages = [
+        (alice, ["/upload", "/jobs", f"/jobs/{world.alice_job}", "/documents",
+                 f"/documents/{world.alice_docs[0]}", "/account"]),
+        (admin, ["/training", f"/training/runs/{world.run_id}", "/admin/users", "/account"]),
+    ]
+    for person, urls in pages:
+        context = browser.new_context(viewport={"width": 390, "height": 844}, base_url=live.url)
+        page = context.new_page()
+        sign_in(page, person)
+        for url in urls:
+            page.goto(url)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"{url} is {width} px wide"
+            sign_out = page.locator(".usernav button", has_text="Sign out").bounding_box()
+            assert sign_out and sign_out["x"] + sign_out["width"] <= 390, url
+            for link in page.locator(".mainnav a").all():
+                assert link.is_visible(), url
+            assert page.evaluate(CLIPPED_CELLS) == [], url
+        shots(page, f"30-phone-{person.role}")
+        context.close()
