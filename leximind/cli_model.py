@@ -234,7 +234,8 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     config = artifact.model.config
     eval_settings = EvalSettings(max_input_length=config.max_input_length, max_new_tokens=args.max_new_tokens,
                                  input_prefix=(artifact.manifest.get("training_config") or {}).get("input_prefix", ""))
-    topics, emotions = class_scores(artifact.model, artifact.tokenizer, texts, eval_settings)
+    topics, emotions = class_scores(artifact.model, artifact.tokenizer, texts, eval_settings,
+                                    topic_temperature=artifact.labels["topic_temperature"])
     summaries = summarize(artifact.model, artifact.tokenizer, texts, eval_settings)
     thresholds = artifact.labels["emotion_thresholds"]
     for index, summary in enumerate(summaries):

@@ -6,7 +6,8 @@ other file, the parent version, the data hashes, the training config and the cod
 written under a temporary name beside its final one and renamed into place, so a reader never sees half a
 version; ``load_artifact`` checks every hash before it reads a single weight.
 
-labels.json: ``{"topic": [...], "emotion": [...], "emotion_thresholds": {label: float}, "heads_trained": bool}``
+labels.json: ``{"topic": [...], "emotion": [...], "emotion_thresholds": {label: float}, "topic_temperature": float,
+"heads_trained": bool}`` (the temperature divides the topic logits before the softmax; 1.0 when absent)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import subprocess
@@ -136,10 +138,14 @@ def normalize_labels(labels: dict[str, Any], config: ModelConfig) -> dict[str, A
     if unknown:
         raise ArtifactError(f"emotion_thresholds names labels the model does not have: {unknown}")
     thresholds = {label: float(given.get(label, DEFAULT_THRESHOLD)) for label in emotion}
+    temperature = labels.get("topic_temperature", 1.0)
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 < temperature < math.inf:
+        raise ArtifactError(f"topic_temperature must be a positive number, got {temperature!r}")
     return {
         "topic": topic,
         "emotion": emotion,
         "emotion_thresholds": thresholds,
+        "topic_temperature": float(temperature),
         "heads_trained": bool(labels.get("heads_trained", False)),
     }
 

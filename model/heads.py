@@ -52,8 +52,12 @@ class ClassifierOutput:
     topic_logits: torch.Tensor | None  # (B, n_topics); softmax gives the topic distribution
     emotion_logits: torch.Tensor | None  # (B, n_emotions); sigmoid gives independent label scores
 
-    def topic_probabilities(self) -> torch.Tensor | None:
-        return None if self.topic_logits is None else torch.softmax(self.topic_logits.float(), dim=-1)
+    def topic_probabilities(self, temperature: float = 1.0) -> torch.Tensor | None:
+        """softmax(logits / temperature): a trained version's labels.json carries the temperature fitted on
+        its dev split (calibration; the argmax is unchanged)."""
+        if self.topic_logits is None:
+            return None
+        return torch.softmax(self.topic_logits.float() / temperature, dim=-1)
 
     def emotion_probabilities(self) -> torch.Tensor | None:
         return None if self.emotion_logits is None else torch.sigmoid(self.emotion_logits.float())

@@ -116,6 +116,7 @@ class Pipeline:
             self.prefix_ids = self.tokenizer.tokenize([SUMMARY_PREFIX.strip()])[0][:-1]  # no EOS
         self.decoder = self._make_decoder() if self.config.fast_decoding else None
         self.heads_trained = bool(self.labels.get("heads_trained", False))
+        self.topic_temperature = float(self.labels.get("topic_temperature", 1.0))
         self.stage_seconds: dict[str, float] = {}  # totals per stage since construction (benchmarks)
 
     def _make_decoder(self) -> GreedyDecoder:
@@ -221,7 +222,7 @@ class Pipeline:
             for first, states, part_mask in self._encoder_passes(ids, mask):
                 if classify:
                     out = self.model.classify(states, part_mask)
-                    topics.append(out.topic_probabilities())
+                    topics.append(out.topic_probabilities(self.topic_temperature))
                     emotions.append(out.emotion_probabilities())
                 if self.decoder is not None:
                     self.decoder.load(first, states, part_mask)  # cross-attention K/V into the decoder cache

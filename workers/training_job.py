@@ -213,6 +213,7 @@ def _compare_with_active(active: ActiveInfo | None, outcome: Any, spec: Any, dev
     scores = evaluate(artifact.model, artifact.tokenizer, outcome.splits["dev"], outcome.splits["test"],
                       spec.eval, tasks=tasks)
     scores.pop("emotion_thresholds", None)
+    scores.pop("topic_temperature", None)
     active_score = held_out_score(scores, tasks)
     candidate = held_out_score(outcome.metrics["test"], tasks)
     comparison = {"active_version": active.name, "active_score": active_score, "candidate_score": candidate,

@@ -1,7 +1,7 @@
 """Evaluating a model on held-out examples: topic, emotion (thresholds tuned on dev) and summary scores.
 
-``evaluate`` never chooses anything on test: emotion thresholds come from the dev rows and are then applied
-unchanged to the test rows. ``held_out_score`` folds the per-task numbers into the one figure used to decide
+``evaluate`` never chooses anything on test: emotion thresholds and the topic temperature come from the dev
+rows and are then applied unchanged to the test rows. ``held_out_score`` folds the per-task numbers into the one figure used to decide
 whether a new version may replace the active one.
 """
 
@@ -14,11 +14,21 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.special import softmax
 
 from model.multitask import MultiTaskModel
 from model.training.batching import encoder_inputs, group_by_length
 from model.training.data import Example
-from model.training.metrics import emotion_metrics, multi_hot, rouge, topic_metrics, tune_thresholds
+from model.training.metrics import (
+    calibration,
+    emotion_metrics,
+    fit_temperature,
+    multi_hot,
+    pool_segments,
+    rouge,
+    topic_metrics,
+    tune_thresholds,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,39 +47,67 @@ class EvalSettings:
     no_repeat_ngram_size: int = 3
 
 
-@torch.no_grad()
-def class_scores(
-    model: MultiTaskModel, tokenizer: Any, texts: Sequence[str], settings: EvalSettings
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(topic probabilities (N, K) | None, emotion probabilities (N, L) | None), in input order.
+@dataclass
+class SegmentScores:
+    """The heads' outputs per encoder segment (a long document is read in several), with the document each
+    segment belongs to and its weight (its length) for pooling, as the inference pipeline pools chunks."""
 
-    A document longer than one encoder input is split as the inference pipeline splits it, and its
-    chunks' probabilities are averaged with chunk lengths as weights (as the pipeline does)."""
+    topic_logits: np.ndarray | None  # (S, K)
+    emotion: np.ndarray | None  # (S, L) sigmoid probabilities
+    owners: np.ndarray  # (S,) document index
+    weights: np.ndarray  # (S,)
+    documents: int
+
+    def topics(self, temperature: float = 1.0) -> np.ndarray | None:
+        """(N, K) topic probabilities per document: softmax(logits / temperature), pooled over segments."""
+        if self.topic_logits is None:
+            return None
+        per_segment = softmax(self.topic_logits.astype(np.float64) / temperature, axis=1)
+        return pool_segments(per_segment, self.owners, self.weights, self.documents).astype(np.float32)
+
+    def emotions(self) -> np.ndarray | None:
+        if self.emotion is None:
+            return None
+        return pool_segments(self.emotion, self.owners, self.weights, self.documents).astype(np.float32)
+
+
+@torch.no_grad()
+def segment_scores(model: MultiTaskModel, tokenizer: Any, texts: Sequence[str], settings: EvalSettings) -> SegmentScores:
+    """Topic logits and emotion probabilities of every encoder segment of these texts.
+
+    A document longer than one encoder input is split as the inference pipeline splits it."""
     model.eval()
     device = next(model.parameters()).device
     inputs = encoder_inputs(tokenizer, texts, settings.max_input_length, settings.input_prefix,
                             settings.max_chunks)
     segments = [chunk for chunks in inputs for chunk in chunks]
-    owners = np.repeat(np.arange(len(texts)), [len(chunks) for chunks in inputs])
-    weights = np.array([len(chunk) for chunk in segments], dtype=np.float64)
-    topics = np.zeros((len(segments), len(model.config.topic_labels)))
+    topics = np.zeros((len(segments), len(model.config.topic_labels)), dtype=np.float32)
     emotions = np.zeros((len(segments), len(model.config.emotion_labels)))
     for group in group_by_length(range(len(segments)), [len(s) for s in segments], settings.batch_size,
                                  settings.max_tokens_per_batch):
         input_ids, mask = _pad([segments[i] for i in group], model.config.pad_token_id, device)
         output = model.classify(model.encode(input_ids, mask), mask)
         if output.topic_logits is not None:
-            topics[group] = output.topic_probabilities().cpu().numpy()
+            topics[group] = output.topic_logits.float().cpu().numpy()
         if output.emotion_logits is not None:
             emotions[group] = output.emotion_probabilities().cpu().numpy()
+    return SegmentScores(
+        topic_logits=topics if model.topic_head is not None else None,
+        emotion=emotions if model.emotion_head is not None else None,
+        owners=np.repeat(np.arange(len(texts)), [len(chunks) for chunks in inputs]),
+        weights=np.array([len(chunk) for chunk in segments], dtype=np.float64),
+        documents=len(texts),
+    )
 
-    def pooled(per_segment: np.ndarray) -> np.ndarray:
-        sums = np.zeros((len(texts), per_segment.shape[1]))
-        np.add.at(sums, owners, per_segment * weights[:, None])
-        return (sums / np.bincount(owners, weights=weights)[:, None]).astype(np.float32)
 
-    return (pooled(topics) if model.topic_head is not None else None,
-            pooled(emotions) if model.emotion_head is not None else None)
+def class_scores(
+    model: MultiTaskModel, tokenizer: Any, texts: Sequence[str], settings: EvalSettings,
+    topic_temperature: float = 1.0,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(topic probabilities (N, K) | None, emotion probabilities (N, L) | None), in input order; a long
+    document's chunks are averaged with chunk lengths as weights (as the pipeline does)."""
+    scores = segment_scores(model, tokenizer, texts, settings)
+    return scores.topics(topic_temperature), scores.emotions()
 
 
 @torch.no_grad()
@@ -97,8 +135,9 @@ def evaluate(
     settings: EvalSettings | None = None,
     tasks: Sequence[str] = ("summary", "topic", "emotion"),
 ) -> dict[str, Any]:
-    """Scores on `test`; emotion thresholds tuned on `dev`. Returns {"topic": ..., "emotion": ..., "summary": ...,
-    "emotion_thresholds": {label: t}} for the tasks the model has heads and labelled rows for."""
+    """Scores on `test`; emotion thresholds tuned and the topic temperature fitted on `dev`. Returns {"topic":
+    ..., "emotion": ..., "summary": ..., "emotion_thresholds": {label: t}, "topic_temperature": T} for the tasks
+    the model has heads and labelled rows for."""
     settings = settings or EvalSettings()
     config = model.config
     results: dict[str, Any] = {}
@@ -110,10 +149,24 @@ def evaluate(
         if ignored:
             log.warning("topic: %d test rows have labels the model has no head output for; not scored", ignored)
         if rows:
-            probabilities, _ = class_scores(model, tokenizer, [e.text for e in rows], settings)
+            # the temperature is fitted on dev, then applied unchanged to test (as thresholds are)
+            dev_rows = [e for e in dev if e.topic in head]
+            temperature = 1.0
+            if dev_rows:
+                fitting = segment_scores(model, tokenizer, [e.text for e in dev_rows], settings)
+                temperature = fit_temperature(fitting.topic_logits, _topic_indices(dev_rows, config.topic_labels),
+                                              fitting.owners, fitting.weights)
+            scores = segment_scores(model, tokenizer, [e.text for e in rows], settings)
+            probabilities = scores.topics(temperature)
             predicted = [config.topic_labels[i] for i in probabilities.argmax(1)]
-            results["topic"] = {**topic_metrics([e.topic for e in rows], predicted, sorted(head)),
-                                "ignored_rows": ignored}
+            gold = _topic_indices(rows, config.topic_labels)
+            results["topic"] = {
+                **topic_metrics([e.topic for e in rows], predicted, sorted(head)), "ignored_rows": ignored,
+                "calibration": {"temperature": round(temperature, 4), "dev_rows": len(dev_rows),
+                                "before": calibration(gold, scores.topics(1.0)),
+                                "after": calibration(gold, probabilities)},
+            }
+            results["topic_temperature"] = temperature
     if "emotion" in tasks and model.emotion_head is not None:
         dev_rows = [e for e in dev if e.emotions is not None]
         test_rows = [e for e in test if e.emotions is not None]
@@ -155,6 +208,11 @@ def held_out_score(metrics: dict[str, Any], tasks: Sequence[str] | None = None) 
     }
     values = [v for task, v in parts.items() if v is not None and (tasks is None or task in tasks)]
     return sum(values) / len(values) if values else None
+
+
+def _topic_indices(rows: Sequence[Example], labels: Sequence[str]) -> list[int]:
+    index = {label: i for i, label in enumerate(labels)}
+    return [index[e.topic] for e in rows]
 
 
 def _gold(rows: Sequence[Example], labels: Sequence[str]) -> np.ndarray:

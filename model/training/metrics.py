@@ -1,7 +1,9 @@
-"""Scores: ROUGE for summaries, accuracy / macro-F1 for topics, micro / macro / sample F1 for emotions.
+"""Scores: ROUGE for summaries, accuracy / macro-F1 / calibration for topics, micro / macro / sample F1 for
+emotions.
 
-Emotion thresholds are tuned per label on the dev split (``tune_thresholds``) and only then applied to test;
-nothing here looks at test labels to choose anything.
+Emotion thresholds are tuned per label on the dev split (``tune_thresholds``) and the topic temperature is
+fitted on it (``fit_temperature``); only then are they applied to test. Nothing here looks at test labels to
+choose anything.
 """
 
 from __future__ import annotations
@@ -11,11 +13,15 @@ from typing import Any
 
 import numpy as np
 from rouge_score import rouge_scorer
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 THRESHOLD_GRID = tuple(round(x, 2) for x in np.arange(0.02, 0.96, 0.02))
 DEFAULT_THRESHOLD = 0.5
+CALIBRATION_BINS = 15
+TEMPERATURE_BOUNDS = (0.05, 20.0)  # a fitted temperature outside this says the dev rows are degenerate
 
 
 def rouge(predictions: Sequence[str], references: Sequence[str | Sequence[str]]) -> dict[str, float]:
@@ -87,3 +93,60 @@ def tune_thresholds(
         f1 = 2 * true_pos / np.maximum(precision_denominator + truth.sum(), 1)
         thresholds.append(float(grid[int(np.argmax(f1))]))  # ties: the lowest threshold
     return thresholds
+
+
+def calibration(gold: Sequence[int], probabilities: np.ndarray, bins: int = CALIBRATION_BINS) -> dict[str, float]:
+    """How far the topic score is from the chance of being right: expected calibration error (the gap
+    between confidence and accuracy, averaged over equal-width confidence bins weighted by their rows),
+    negative log-likelihood of the gold label, and the mean confidence. gold: (N,) label indices;
+    probabilities: (N, K) rows summing to 1."""
+    gold_index = np.asarray(gold, dtype=np.int64)
+    confidence = probabilities.max(1)
+    correct = probabilities.argmax(1) == gold_index
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    gap = 0.0
+    for b in range(bins):
+        rows = which == b
+        if rows.any():
+            gap += rows.sum() * abs(confidence[rows].mean() - correct[rows].mean())
+    picked = probabilities[np.arange(len(gold_index)), gold_index]
+    return {
+        "ece": float(gap / max(len(gold_index), 1)),
+        "nll": float(-np.log(np.clip(picked, 1e-12, None)).mean()) if len(gold_index) else 0.0,
+        "mean_confidence": float(confidence.mean()) if len(gold_index) else 0.0,
+    }
+
+
+def fit_temperature(logits: np.ndarray, gold: Sequence[int], owners: np.ndarray | None = None,
+                    weights: np.ndarray | None = None) -> float:
+    """The temperature T that makes softmax(logits / T) most likely on these (dev) rows: the one-parameter
+    recalibration of Guo et al. (2017), which leaves each segment's argmax unchanged.
+
+    logits: (S, K) per encoder segment; a document read in several chunks has several segments, named by
+    ``owners`` (S,) and averaged with ``weights`` (S,) after the softmax, as the pipeline pools them.
+    gold: (N,) label index per document."""
+    gold_index = np.asarray(gold, dtype=np.int64)
+    if len(gold_index) == 0:
+        return 1.0
+
+    def nll(log_t: float) -> float:
+        probabilities = pool_segments(np.exp(log_softmax(logits / np.exp(log_t), axis=1)), owners, weights,
+                                      len(gold_index))
+        return float(-np.log(np.clip(probabilities[np.arange(len(gold_index)), gold_index], 1e-12, None)).mean())
+
+    low, high = np.log(TEMPERATURE_BOUNDS[0]), np.log(TEMPERATURE_BOUNDS[1])
+    best = minimize_scalar(nll, bounds=(low, high), method="bounded", options={"xatol": 1e-4})
+    return float(np.exp(best.x)) if nll(best.x) < nll(0.0) else 1.0
+
+
+def pool_segments(per_segment: np.ndarray, owners: np.ndarray | None, weights: np.ndarray | None,
+                  documents: int) -> np.ndarray:
+    """(S, K) per-segment scores -> (documents, K): each document's segments averaged with their weights
+    (chunk lengths), as the inference pipeline pools a long document's chunks."""
+    if owners is None:
+        return per_segment
+    weights = np.ones(len(owners)) if weights is None else weights
+    sums = np.zeros((documents, per_segment.shape[1]))
+    np.add.at(sums, owners, per_segment * weights[:, None])
+    return sums / np.bincount(owners, weights=weights, minlength=documents)[:, None]

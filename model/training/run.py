@@ -346,6 +346,7 @@ def train_version(
     eval_started = time.perf_counter()
     test_metrics = evaluate(model, tokenizer, splits["dev"], splits["test"], spec.eval, tasks=spec.train.tasks)
     thresholds = test_metrics.pop("emotion_thresholds", base_labels.get("emotion_thresholds", {}))
+    temperature = test_metrics.pop("topic_temperature", base_labels.get("topic_temperature", 1.0))
     metrics: dict[str, Any] = {
         "test": test_metrics,
         "held_out_score": held_out_score(test_metrics),
@@ -368,7 +369,7 @@ def train_version(
         metrics["baselines"]["seconds"] = round(time.perf_counter() - baseline_started, 1)
     metrics["total_seconds"] = round(time.perf_counter() - started, 1)
     labels = {"topic": list(model.config.topic_labels), "emotion": list(model.config.emotion_labels),
-              "emotion_thresholds": thresholds, "heads_trained": True}
+              "emotion_thresholds": thresholds, "topic_temperature": temperature, "heads_trained": True}
     phase("saving")
     with tempfile.TemporaryDirectory() as scratch:
         plots = _plots(result, test_metrics, Path(scratch))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -79,6 +80,24 @@ def test_long_documents_are_chunked_within_bounds(artifact, documents, monkeypat
     assert all(shape[1] <= 48 for shape in encoded_rows)
     # round 1: 3 chunks + 1 short document; round 2 (last): one segment of the joined chunk summaries
     assert sum(shape[0] for shape in encoded_rows) == 3 + 1 + 1
+
+
+def test_the_versions_topic_temperature_divides_the_logits(artifact, documents):
+    """labels.json's topic_temperature (fitted on dev by training) is what the served scores use:
+    softmax(z / 2) is softmax(z) square-rooted and renormalised, with the same argmax."""
+    plain_labels = artifact.labels
+    try:
+        artifact.labels = {**plain_labels, "heads_trained": True}
+        raw = make(artifact).run(documents[:2])
+        artifact.labels = {**plain_labels, "heads_trained": True, "topic_temperature": 2.0}
+        softened = make(artifact).run(documents[:2])
+    finally:
+        artifact.labels = plain_labels
+    for before, after in zip(raw, softened, strict=True):
+        roots = {label: math.sqrt(p) for label, p in before.topic.scores.items()}
+        total = sum(roots.values())
+        assert after.topic.scores == pytest.approx({k: v / total for k, v in roots.items()}, abs=1e-5)
+        assert after.topic.label == before.topic.label and after.topic.score < before.topic.score
 
 
 def test_trained_heads_read_the_same_encoder_pass(artifact, documents):

@@ -100,6 +100,14 @@ def test_save_never_overwrites_and_records_parent(random_version, tmp_path):
     assert reloaded.manifest["parent"] == "v1" and reloaded.manifest["data_hashes"] == {"train": "abc"}
     assert reloaded.labels["emotion_thresholds"]["joy"] == 0.3
     assert reloaded.labels["emotion_thresholds"]["anger"] == 0.5
+    assert reloaded.labels["topic_temperature"] == 1.0  # absent: softmax of the raw logits
+    calibrated = load_artifact(save_artifact(tmp_path / "v4", artifact.model, artifact.tokenizer,
+                                             {**artifact.labels, "topic_temperature": 1.75}, {}))
+    assert calibrated.labels["topic_temperature"] == 1.75
+    for wrong in (0, -1.0, "2", float("nan"), float("inf"), True):
+        with pytest.raises(ArtifactError, match="topic_temperature must be a positive number"):
+            save_artifact(tmp_path / "v5", artifact.model, artifact.tokenizer,
+                          {**artifact.labels, "topic_temperature": wrong}, {})
     assert len(manifest_sha256(child)) == 64
     with pytest.raises(ArtifactError, match="does not match the model's heads"):
         save_artifact(tmp_path / "v3", artifact.model, artifact.tokenizer, {"topic": ["a", "b"]}, {})
