@@ -63,3 +63,23 @@ def test_adding_a_user_with_a_short_password_says_why(client, admin, clean_db):
     assert 'class="flash flash-error"' in page and 'class="field-error"' in page
     with session_scope(clean_db) as s:
         assert accounts.get_user_by_email(s, "new@example.com") is None
+
+
+def test_the_sign_in_messages_sit_in_the_sign_in_card(client, alice):
+    """A wrong password's message used to sit beside the card, on the far left of the screen: the page centres
+    its children in a row."""
+    from tests.web.conftest import PASSWORD, csrf_from
+
+    token = csrf_from(client.get("/login").get_data(as_text=True))
+    response = client.post("/login", data={"email": alice.email, "password": "wrong", "csrf_token": token})
+    page = response.get_data(as_text=True)
+    card = page[page.index('<section class="auth-card card">'):page.index("</section>")]
+    assert response.status_code == 400 and "do not match an account" in card
+    assert page.count("do not match an account") == 1
+
+    token = csrf_from(page)
+    client.post("/login", data={"email": alice.email, "password": PASSWORD, "csrf_token": token})
+    page = client.post("/logout", data={"csrf_token": csrf_from(client.get("/account").get_data(as_text=True))},
+                       follow_redirects=True).get_data(as_text=True)
+    card = page[page.index('<section class="auth-card card">'):page.index("</section>")]
+    assert "You are signed out." in card
