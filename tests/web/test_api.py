@@ -194,6 +194,39 @@ def test_training_request_is_validated(client, admin):
         assert response.status_code == 400 and words in response.get_json()["error"]["message"], body
 
 
+@pytest.mark.parametrize(("body", "words"), [
+    ('{"epochs": "3"}', "epochs must be a whole number, not \"3\""),
+    ('{"epochs": 1.5}', "epochs must be a whole number, not 1.5"),
+    ('{"epochs": true}', "epochs must be a whole number, not true"),
+    ('{"epochs": 1e400}', "epochs must be a whole number, not Infinity"),
+    ('{"learning_rate": "0.001"}', "learning_rate must be a number"),
+    ('{"train": {"learning_rate": false}}', "train.learning_rate must be a number"),
+    ('{"datasets": [["bbc"]]}', "datasets must be a list of dataset names"),
+    ('{"tasks": [{}]}', "tasks must be a list of task names"),
+    ('{"include_feedback": "yes"}', "include_feedback must be true or false"),
+])
+def test_training_request_fields_must_have_their_json_types(client, admin, body, words):
+    response = client.post("/api/v1/training-runs", headers=admin.bearer, data=body, content_type="application/json")
+    assert response.status_code == 400, response.get_json()
+    error = response.get_json()["error"]
+    assert error["code"] == "invalid_training_request" and words in error["message"]
+
+
+def test_only_a_started_run_counts_against_the_training_rate_limit(app_factory, admin):
+    client = app_factory(TRAINING_RATE_LIMIT="2 per hour").test_client()
+
+    def start(body):
+        return client.post("/api/v1/training-runs", headers=admin.bearer, json=body).status_code
+
+    assert [start({"epochs": 0}) for _ in range(3)] == [400, 400, 400]
+    assert start({"tasks": ["topic"], "datasets": ["ag_news"]}) == 202
+    assert start({}) == 409  # one run at a time: refused, not counted
+    run_id = client.get("/api/v1/training-runs", headers=admin.bearer).get_json()["training_runs"][0]["id"]
+    assert client.post(f"/api/v1/training-runs/{run_id}/cancel", headers=admin.bearer).status_code == 202
+    assert start({"tasks": ["topic"], "datasets": ["ag_news"]}) == 202
+    assert start({}) == 429
+
+
 def test_models_list_activate_and_roll_back(client, world, admin, alice):
     body = client.get("/api/v1/models", headers=alice.bearer).get_json()
     assert [(m["name"], m["is_active"]) for m in body["models"]] == [("v2", True), ("v1", False)]
