@@ -38,9 +38,10 @@ class Settings:
     database_url: str | None = field(default_factory=lambda: os.environ.get("DATABASE_URL") or None)
     broker_url: str | None = field(default_factory=lambda: os.environ.get("BROKER_URL") or None)
     secret_key: str = field(default_factory=lambda: os.environ.get("SECRET_KEY", ""))
-    # where model versions (artifact folders) live
+    # where model versions (artifact folders) live; unset: DATA_DIR/models, beside the database that names them
     models_dir: Path = field(
-        default_factory=lambda: Path(os.environ.get("LEXIMIND_MODELS_DIR", "var/models")).resolve()
+        default_factory=lambda: Path(os.environ.get("LEXIMIND_MODELS_DIR")
+                                     or Path(os.environ.get("LEXIMIND_DATA_DIR", "var")) / "models").resolve()
     )
     # base model: a local checkpoint folder or a hub id
     base_model: str = field(default_factory=lambda: os.environ.get("LEXIMIND_BASE_MODEL", "google/flan-t5-base"))
