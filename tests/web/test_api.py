@@ -140,6 +140,17 @@ def test_feedback_is_stored_and_checked(client, world, alice, clean_db):
         assert session.scalar(select(func.count()).select_from(Feedback)) == 1
 
 
+@pytest.mark.parametrize("body", [{"emotion": ["joy"]}, {"topic": "World", "topic_label": "World"}])
+def test_feedback_names_an_unknown_field_instead_of_dropping_it(client, world, alice, clean_db, body):
+    response = client.post(f"/api/v1/documents/{world.alice_docs[0]}/feedback", headers=alice.bearer, json=body)
+    assert response.status_code == 400, response.get_json()
+    error = response.get_json()["error"]
+    assert error["code"] == "invalid_feedback" and error["message"].startswith(
+        f"Unknown field(s): {list(body)[-1]}. A correction takes topic, emotions, summary.")
+    with session_scope(clean_db) as session:
+        assert session.scalar(select(func.count()).select_from(Feedback)) == 0
+
+
 def test_jobs_list_pages_by_id(client, world, alice):
     body = client.get("/api/v1/jobs", headers=alice.bearer).get_json()
     assert [j["id"] for j in body["jobs"]] == [world.alice_job]

@@ -15,6 +15,7 @@ from webapp.presenters import document_dict
 from webapp.uploads import accept_upload
 
 bp = Blueprint("documents", __name__)
+FEEDBACK_FIELDS = ("topic", "emotions", "summary")
 
 
 def upload_limit() -> str:
@@ -55,6 +56,10 @@ def show(document_id: int):
 def feedback(document_id: int):
     document = owned_document(current_user.id, document_id)
     data = json_body()
+    unknown = [name for name in data if name not in FEEDBACK_FIELDS]
+    if unknown:  # a misspelt field would otherwise be dropped without a word
+        raise UserError(400, "invalid_feedback", f"Unknown field(s): {', '.join(unknown)}. A correction takes "
+                        f"{', '.join(FEEDBACK_FIELDS)}.")
     emotions = data.get("emotions")
     if emotions is not None and not (isinstance(emotions, list) and all(isinstance(e, str) for e in emotions)):
         raise UserError(400, "invalid_feedback", "`emotions` must be a list of emotion labels.")

@@ -131,7 +131,8 @@ SCHEMAS: dict[str, Any] = {
         "total": {"type": "integer"},
         "total_capped": {"type": "boolean", "description": "true: there are more than `total`."},
         "next_cursor": NULLABLE_STR, "prev_cursor": NULLABLE_STR}},
-    "Feedback": {"type": "object", "description": "Give at least one of the three.", "properties": {
+    "Feedback": {"type": "object", "additionalProperties": False,
+                 "description": "Give at least one of the three; any other field is a 400 naming it.", "properties": {
         "topic": {"type": "string", "description": "The right topic (one the model knows)."},
         "emotions": {"type": "array", "items": {"type": "string"}, "description": "The right set of emotions."},
         "summary": {"type": "string", "description": "A better summary."}}},
