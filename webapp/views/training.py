@@ -45,11 +45,16 @@ def _page(form: TrainingForm | None = None, status: int = 200):
     compared = all_versions[:COMPARED_VERSIONS]
     live = next((r for r in runs if r.state in training_runs.ACTIVE_STATES), None)
     head = active_topic_head()
-    topic_warnings = [] if head is None else [
-        f"{topic_mismatch_words(name, *head)}: choose it only without the Topic task."
-        for name in topic_mismatches(list(DATASETS), head[1])]
+    mismatched = [] if head is None else topic_mismatches(list(DATASETS), head[1])
+    topic_warnings = [f"{topic_mismatch_words(name, *head)}: choose it only without the Topic task."
+                      for name in mismatched]
+    if form is None:
+        form = TrainingForm(formdata=None)
+        # the form as it first shows must start a run: with every task ticked, a dataset the active topic head
+        # refuses would turn the first click into an error
+        form.datasets.data = [name for name in DATASETS if name not in mismatched]
     return render_template(
-        "training.html", form=form or TrainingForm(formdata=None), action_form=ActionForm(), runs=runs,
+        "training.html", form=form, action_form=ActionForm(), runs=runs,
         live=live, versions=all_versions, compared=compared,
         metric_rows=metric_table([v.metrics or {} for v in compared]), headers=[v.name for v in compared],
         datasets=DATASETS, tasks=TASKS, methods=METHODS, default_lr=DEFAULT_LEARNING_RATE,
