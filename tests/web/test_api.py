@@ -160,8 +160,9 @@ def test_jobs_list_pages_by_id(client, world, alice):
 
 
 @pytest.mark.parametrize("query, code, words", [
-    ("before=abc", "invalid_cursor", "before must be a whole number of at least 1, not 'abc'"),
+    ("before=abc", "invalid_cursor", "before must be a whole number from 1 to 2147483647, not 'abc'"),
     ("before=0", "invalid_cursor", "before must be a whole number"),
+    ("before=428385034634700", "invalid_cursor", "from 1 to 2147483647, not '428385034634700'"),
     ("limit=abc", "invalid_limit", "limit must be a whole number from 1 to 200"),
     ("limit=201", "invalid_limit", "limit must be a whole number from 1 to 200"),
 ])

@@ -7,6 +7,8 @@ from flask import request
 
 from webapp.errors import UserError
 
+MAX_ID = 2_147_483_647  # ids are PostgreSQL integers: a larger one cannot name a row
+
 
 def json_body() -> dict[str, Any]:
     data = request.get_json(silent=True)

@@ -5,7 +5,7 @@ from flask import Blueprint, jsonify
 from flask_login import current_user
 
 from db.history import list_jobs
-from webapp.api.helpers import page_limit, whole_number_arg
+from webapp.api.helpers import MAX_ID, page_limit, whole_number_arg
 from webapp.database import get_db
 from webapp.lookups import owned_job_status
 from webapp.presenters import job_status_dict, job_summary_dict
@@ -15,7 +15,7 @@ bp = Blueprint("jobs", __name__)
 
 @bp.get("/jobs")
 def index():
-    before = whole_number_arg("before", code="invalid_cursor")
+    before = whole_number_arg("before", maximum=MAX_ID, code="invalid_cursor")
     limit = page_limit(default=50, maximum=200)
     jobs = list_jobs(get_db(), current_user.id, before_id=before, limit=limit)
     return jsonify(jobs=[job_summary_dict(j) for j in jobs],

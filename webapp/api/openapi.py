@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from webapp.api.helpers import MAX_ID
+
 JSON = "application/json"
 
 
@@ -242,7 +244,8 @@ PATHS: dict[str, Any] = {
     "/jobs": {"get": {
         "operationId": "listJobs", "tags": ["jobs"], "summary": "Your uploads, newest first",
         "parameters": [_query("before", "Only jobs with a smaller id (`next_before`); anything but a "
-                              "positive whole number is a 400.", {"type": "integer", "minimum": 1}),
+                              "whole number from 1 to 2147483647 is a 400.",
+                              {"type": "integer", "minimum": 1, "maximum": MAX_ID}),
                        _query("limit", "Page size, 1 to 200.", {"type": "integer", "default": 50, "minimum": 1, "maximum": 200})],
         "responses": {"200": _json({"type": "object", "properties": {
             "jobs": {"type": "array", "items": _ref("JobSummary")}, "next_before": NULLABLE_INT}}, "One page."),
