@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from leximind.config import Settings, get_settings
+from leximind.config import ConfigError, Settings, get_settings
 from leximind.logging_setup import configure_logging
 from leximind.queues import ALL_QUEUES, QUEUE_EXTRACT, QUEUE_INFER, QUEUE_MAINTENANCE, QUEUE_TRAIN
 
@@ -516,7 +516,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     configure_logging("leximind")  # text on a terminal, JSON lines otherwise; secrets redacted
     args = build_parser().parse_args(argv)
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if getattr(args, "func", None) is None:
         return 2
     return int(args.func(args, settings) or 0)

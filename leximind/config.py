@@ -24,12 +24,26 @@ def _find_shared_data() -> Path:
 SHARED_DATA = _find_shared_data()
 
 
+class ConfigError(ValueError):
+    """A setting in the environment that cannot be read; the message names the variable."""
+
+
+def _env_number(name: str, default: float, kind: type, words: str) -> Any:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default  # unset, or set to nothing (`VAR=` in a compose or .env file)
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be {words} such as {default}, not {raw!r}") from None
+
+
 def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
+    return _env_number(name, default, int, "a whole number")
 
 
 def _env_float(name: str, default: float) -> float:
-    return float(os.environ.get(name, default))
+    return _env_number(name, default, float, "a number")
 
 
 @dataclass

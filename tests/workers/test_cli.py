@@ -12,6 +12,7 @@ from db.accounts import user_for_token
 from db.models import Document
 from db.session import session_scope
 from leximind.cli import build_parser, dataset_files, main
+from leximind.config import Settings
 from leximind.queues import QUEUE_EXTRACT
 
 
@@ -126,3 +127,13 @@ def test_import_dataset_counts_must_be_positive(flag, capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["import-dataset", "x", "--owner", "a@b.c", flag, "0"])
     assert "must be a whole number of at least 1, not '0'" in capsys.readouterr().err
+
+
+def test_a_setting_that_is_not_a_number_is_named_not_a_traceback(env, monkeypatch, capsys):
+    monkeypatch.setenv("LEXIMIND_MAX_FILES", "10k")
+    assert main(["create-user", "--email", "ops@example.com"]) == 2
+    assert capsys.readouterr().err.strip() == "error: LEXIMIND_MAX_FILES must be a whole number such as 1000, not '10k'"
+    monkeypatch.setenv("LEXIMIND_MAX_FILES", "")  # `VAR=` in a compose or .env file: the default
+    monkeypatch.setenv("LEXIMIND_EXTRACT_TIMEOUT", " 90 ")
+    settings = Settings()
+    assert settings.max_files_per_upload == 1000 and settings.extract_timeout_s == 90.0
