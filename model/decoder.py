@@ -8,7 +8,7 @@ from torch import nn
 from model.attention import KeyValue, MultiHeadAttention, RelativePositionBias, masked_bias
 from model.config import ModelConfig
 from model.kv_cache import SelfAttentionCache
-from model.layers import RMSNorm, build_feed_forward
+from model.layers import Dropout, RMSNorm, build_feed_forward
 
 
 class DecoderBlock(nn.Module):
@@ -20,7 +20,7 @@ class DecoderBlock(nn.Module):
         self.cross_attn = MultiHeadAttention(config)
         self.ff_norm = RMSNorm(config.d_model, config.layer_norm_epsilon)
         self.ff = build_feed_forward(config)
-        self.dropout = nn.Dropout(config.dropout_rate)
+        self.dropout = Dropout(config.dropout_rate)
 
     def forward(
         self,
@@ -47,7 +47,7 @@ class Decoder(nn.Module):
         self.relative_bias = RelativePositionBias(config, bidirectional=False)
         self.blocks = nn.ModuleList(DecoderBlock(config) for _ in range(config.num_decoder_layers))
         self.final_norm = RMSNorm(config.d_model, config.layer_norm_epsilon)
-        self.dropout = nn.Dropout(config.dropout_rate)
+        self.dropout = Dropout(config.dropout_rate)
 
     def cross_key_values(self, encoder_states: torch.Tensor) -> list[KeyValue]:
         """Cross-attention K/V for every layer, (B, H, S, d_kv) each: computed once per document."""

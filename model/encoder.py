@@ -7,7 +7,7 @@ from torch import nn
 
 from model.attention import MultiHeadAttention, RelativePositionBias, masked_bias
 from model.config import ModelConfig
-from model.layers import RMSNorm, build_feed_forward
+from model.layers import Dropout, RMSNorm, build_feed_forward
 
 
 class EncoderBlock(nn.Module):
@@ -17,7 +17,7 @@ class EncoderBlock(nn.Module):
         self.attn = MultiHeadAttention(config)
         self.ff_norm = RMSNorm(config.d_model, config.layer_norm_epsilon)
         self.ff = build_feed_forward(config)
-        self.dropout = nn.Dropout(config.dropout_rate)
+        self.dropout = Dropout(config.dropout_rate)
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         h = self.attn_norm(x)
@@ -32,7 +32,7 @@ class Encoder(nn.Module):
         self.relative_bias = RelativePositionBias(config, bidirectional=True)
         self.blocks = nn.ModuleList(EncoderBlock(config) for _ in range(config.num_layers))
         self.final_norm = RMSNorm(config.d_model, config.layer_norm_epsilon)
-        self.dropout = nn.Dropout(config.dropout_rate)
+        self.dropout = Dropout(config.dropout_rate)
 
     def forward(self, embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """embeds (B, T, d_model), attention_mask (B, T) (1 = token, 0 = padding) -> (B, T, d_model)."""

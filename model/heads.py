@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from model.config import ModelConfig
+from model.layers import Dropout
 
 
 class MeanPooling(nn.Module):
@@ -39,7 +40,7 @@ class ClassificationHead(nn.Module):
     def __init__(self, config: ModelConfig, num_labels: int):
         super().__init__()
         self.pool = MeanPooling() if config.pooling == "mean" else AttentionPooling(config.d_model)
-        self.dropout = nn.Dropout(config.dropout_rate)
+        self.dropout = Dropout(config.dropout_rate)
         self.proj = nn.Linear(config.d_model, num_labels)
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

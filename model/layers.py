@@ -9,6 +9,14 @@ from torch import nn
 from model.config import ModelConfig
 
 
+class Dropout(nn.Dropout):
+    """nn.Dropout that is a plain identity outside training: no call reaches the dispatcher. An encoder pass of
+    FLAN-T5-base makes 38 of these calls, each a few microseconds of launch-bound GPU time in eval mode."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) if self.training and self.p > 0 else x
+
+
 class RMSNorm(nn.Module):
     """T5 LayerNorm: scale only, no mean subtraction, no bias; the variance is accumulated in fp32."""
 
@@ -34,7 +42,7 @@ class GatedGeluFeedForward(nn.Module):
         self.wi_0 = nn.Linear(config.d_model, config.d_ff, bias=False)
         self.wi_1 = nn.Linear(config.d_model, config.d_ff, bias=False)
         self.wo = nn.Linear(config.d_ff, config.d_model, bias=False)
-        self.dropout = nn.Dropout(config.dropout_rate)
+        self.dropout = Dropout(config.dropout_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # gelu_new is the tanh approximation of GELU
@@ -49,7 +57,7 @@ class ReluFeedForward(nn.Module):
         super().__init__()
         self.wi = nn.Linear(config.d_model, config.d_ff, bias=False)
         self.wo = nn.Linear(config.d_ff, config.d_model, bias=False)
-        self.dropout = nn.Dropout(config.dropout_rate)
+        self.dropout = Dropout(config.dropout_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hidden = F.relu(self.wi(x))  # (B, T, d_ff)

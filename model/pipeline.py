@@ -71,10 +71,14 @@ class PipelineConfig:
 
 
 # per device kind: (max_batch_tokens, max_batch_rows, encoder_batch_tokens)
-# The encoder's sub-batches are small on CUDA: they run while the decoder cache is allocated, and at 8 x 512
-# tokens their activations (about 120 MB at FLAN-T5-base) stay below the encoder states that transformers
-# keeps through decoding, so our peak memory stays below its.
-_DEVICE_DEFAULTS = {"cuda": (256 * 512, 256, 8 * 512), "cpu": (8 * 512, 8, 8 * 512)}
+# CUDA encoder passes of 32 x 512 tokens. An eager pass of FLAN-T5-base (with the decoder's cross-attention
+# K/V it feeds) is about 580 kernel launches whatever its size: on the H200 a pass took 13.7 ms for 1
+# document and 11.0 to 11.3 ms for 8 (docs/bench/gpu_h200_2026-11-28.jsonl), so passes of 8 spent most of
+# their time launching (0.70 s of 1.35 s per 512 documents at batch 256). 32 documents a pass cut the
+# launches 4x; their activations (about 0.5 GB) run while the decoder cache is allocated, inside the
+# margin to transformers' peak at batch 256 (6.8 against 9.6 GB). Chosen from that arithmetic, not yet
+# measured at this size: bench/pipeline.py's `encoder` configuration times passes of 8/32/128/256.
+_DEVICE_DEFAULTS = {"cuda": (256 * 512, 256, 32 * 512), "cpu": (8 * 512, 8, 8 * 512)}
 
 
 @dataclass

@@ -113,6 +113,25 @@ def test_forward_routes_one_encoder_pass_to_every_head():
     assert out.classes.topic_logits.shape == (2, 2) and out.classes.emotion_logits.shape == (2, 1)
 
 
+def test_dropout_drops_in_training_and_costs_no_op_in_eval():
+    """Eval passes are launch-bound on a GPU: dropout must not reach the dispatcher there (38 calls per
+    FLAN-T5-base encoder pass), and must still drop while training."""
+    from torch.profiler import profile
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(**{**TINY, "dropout_rate": 0.5}, topic_labels=("a", "b")))
+    ids = torch.randint(2, 100, (2, 7))
+    mask = torch.ones_like(ids)
+    model.train()
+    assert not torch.equal(model.encode(ids, mask), model.encode(ids, mask))
+    model.eval()
+    with torch.no_grad(), profile() as prof:
+        first = model.encode(ids, mask)
+    assert not [e.name for e in prof.events() if "dropout" in e.name]
+    with torch.no_grad():
+        assert torch.equal(first, model.encode(ids, mask))
+
+
 def test_lora_adapters_train_alone():
     model = build_model(ModelConfig(**TINY, lora_rank=2, topic_labels=("a", "b")))
     assert isinstance(model.encoder.blocks[0].attn.q, LoRALinear)
