@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto, cpu or cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
@@ -70,6 +70,8 @@ def _setup_torch(args: argparse.Namespace) -> str:
         torch.set_num_threads(args.threads)
     if args.device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda, but torch sees no CUDA GPU here; use --device cpu (or auto)")
     return args.device
 
 
@@ -221,11 +223,29 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- predict
+def _read_texts(args: argparse.Namespace) -> list[str]:
+    """The --text values, then the --file contents; SystemExit naming the first that cannot be used."""
+    texts = list(args.text)
+    for path in args.file:
+        try:
+            texts.append(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise SystemExit(f"error: {path} is not UTF-8 text; predict reads plain text (convert the file, "
+                             "or upload PDFs and Word files to the app, which extracts their text)") from None
+        except OSError as exc:
+            raise SystemExit(f"error: cannot read {path}: {exc.strerror}") from None
+    sources = [f"--text {n}" for n in range(1, len(args.text) + 1)] + [f"--file {p}" for p in args.file]
+    for source, text in zip(sources, texts, strict=True):
+        if not text.strip():
+            raise SystemExit(f"error: {source} is empty; a document needs some text to be summarised or labelled")
+    return texts
+
+
 def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
-    texts = list(args.text) + [path.read_text(encoding="utf-8") for path in args.file]
-    if not texts:
+    if not args.text and not args.file:
         print("error: give --text or --file", file=sys.stderr)
         return 2
+    texts = _read_texts(args)
     from model.training.evaluation import EvalSettings, class_scores, summarize
 
     artifact = _load(args)

@@ -137,3 +137,30 @@ def test_a_setting_that_is_not_a_number_is_named_not_a_traceback(env, monkeypatc
     monkeypatch.setenv("LEXIMIND_EXTRACT_TIMEOUT", " 90 ")
     settings = Settings()
     assert settings.max_files_per_upload == 1000 and settings.extract_timeout_s == 90.0
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    (["--file", "{tmp}/missing.txt"], "error: cannot read {tmp}/missing.txt: No such file or directory"),
+    (["--file", "{tmp}/latin.txt"], "error: {tmp}/latin.txt is not UTF-8 text; predict reads plain text"),
+    (["--text", "fine", "--text", "  "], "error: --text 2 is empty"),
+    (["--text", "fine", "--file", "{tmp}/blank.txt"], "error: --file {tmp}/blank.txt is empty"),
+])
+def test_predict_names_an_unusable_input_before_loading_a_model(tmp_path, extra, words):
+    (tmp_path / "latin.txt").write_bytes("caf\xe9".encode("cp1252"))
+    (tmp_path / "blank.txt").write_text("\n")
+    argv = ["predict", str(tmp_path / "no-model")] + [a.format(tmp=tmp_path) for a in extra]
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert str(exit_.value).startswith(words.format(tmp=tmp_path))
+
+
+def test_predict_refuses_an_unknown_or_absent_device(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["predict", str(tmp_path), "--text", "hi", "--device", "tpu"])
+    assert "invalid choice: 'tpu'" in capsys.readouterr().err
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    with pytest.raises(SystemExit) as exit_:
+        main(["predict", str(tmp_path), "--text", "hi", "--device", "cuda"])
+    assert "torch sees no CUDA GPU here" in str(exit_.value)
