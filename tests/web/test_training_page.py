@@ -4,8 +4,10 @@ from __future__ import annotations
 import json
 import re
 
+from db import versions
 from db.session import session_scope
 from db.versions import register_version
+from tests.web import seed
 from tests.web.conftest import csrf_from, sign_in
 
 BBC_TOPICS = ["business", "entertainment", "politics", "sport", "tech"]
@@ -35,3 +37,23 @@ def test_the_form_as_it_first_shows_starts_a_run(client, admin, clean_db, tmp_pa
     assert response.status_code == 303, response.get_data(as_text=True)[:300]
     run_id = int(response.headers["Location"].rsplit("/", 1)[1])
     client.post(f"/training/runs/{run_id}/cancel", data={"csrf_token": form["csrf_token"]})
+
+
+def test_roll_back_is_offered_only_with_a_version_to_go_back_to(client, admin, clean_db):
+    """With the first version active and a newer one never activated the page offered "Roll back to the previous
+    version", and the click ended on a bare 409 page titled "The request could not be understood"."""
+    v1 = seed.version(clean_db, "v1", {}, active=True)
+    v2 = seed.version(clean_db, "v2", {})
+    token = sign_in(client, admin)
+    assert "Roll back" not in client.get("/training").get_data(as_text=True)
+
+    refused = client.post("/training/models/rollback", data={"csrf_token": token})
+    assert refused.status_code == 303 and refused.headers["Location"].endswith("/training#versions")
+    page = client.get("/training").get_data(as_text=True)
+    assert 'class="flash flash-error"' in page and "no previously active version to roll back to" in page
+
+    client.post(f"/training/models/{v2}/activate", data={"csrf_token": token})
+    assert "Roll back to the previous version (v1)" in client.get("/training").get_data(as_text=True)
+    client.post("/training/models/rollback", data={"csrf_token": token})
+    with session_scope(clean_db) as session:
+        assert versions.active_version_id(session) == v1

@@ -38,6 +38,16 @@ def training_limit() -> str:
     return current_app.config["TRAINING_RATE_LIMIT"]
 
 
+def _rollback_target(all_versions: list[ModelVersion]) -> ModelVersion | None:
+    """The version a rollback would re-activate (db.versions.rollback's rule: the latest activated before the
+    active one), so the page offers the button only when there is one, and names it."""
+    active = next((v for v in all_versions if v.is_active), None)
+    earlier = [v for v in all_versions if v.activated_at is not None and (
+        active is None or (v.id != active.id and active.activated_at is not None
+                           and v.activated_at <= active.activated_at))]
+    return max(earlier, key=lambda v: (v.activated_at, v.id), default=None)
+
+
 def _page(form: TrainingForm | None = None, status: int = 200):
     session = get_db()
     runs = training_runs.list_runs(session, limit=30)
@@ -55,7 +65,7 @@ def _page(form: TrainingForm | None = None, status: int = 200):
         form.datasets.data = [name for name in DATASETS if name not in mismatched]
     return render_template(
         "training.html", form=form, action_form=ActionForm(), runs=runs,
-        live=live, versions=all_versions, compared=compared,
+        live=live, versions=all_versions, compared=compared, rollback_to=_rollback_target(all_versions),
         metric_rows=metric_table([v.metrics or {} for v in compared]), headers=[v.name for v in compared],
         datasets=DATASETS, tasks=TASKS, methods=METHODS, default_lr=DEFAULT_LEARNING_RATE,
         topic_warnings=topic_warnings,
@@ -117,10 +127,20 @@ def run_chart(run_id: int):
     return render_template("_loss_chart.html", chart=loss_chart(owned_run(run_id).history or []))
 
 
+def _refused(exc: UserError, back_to: str):
+    """A button whose action cannot be done now (nothing to roll back to, a run already over): back to the
+    page it was on, saying why, rather than a bare error page whose links lead elsewhere."""
+    flash(exc.message, "error")
+    return redirect(back_to, code=303)
+
+
 @bp.post("/runs/<int:run_id>/cancel")
 @admin_required
 def cancel(run_id: int):
-    run = cancel_training_run(run_id)
+    try:
+        run = cancel_training_run(run_id)
+    except UserError as exc:
+        return _refused(exc, url_for("training.run", run_id=run_id))
     flash(f"Training run {run.id} " + ("is cancelled." if run.state == "cancelled" else "stops at its next step."),
           "info")
     return redirect(url_for("training.run", run_id=run.id), code=303)
@@ -129,7 +149,10 @@ def cancel(run_id: int):
 @bp.post("/models/<int:version_id>/activate")
 @admin_required
 def activate_version(version_id: int):
-    version = activate(version_id)
+    try:
+        version = activate(version_id)
+    except UserError as exc:
+        return _refused(exc, url_for("training.index", _anchor="versions"))
     flash(f"Model {version.name} is now active. Workers switch to it between batches.", "info")
     return redirect(url_for("training.index", _anchor="versions"), code=303)
 
@@ -137,6 +160,9 @@ def activate_version(version_id: int):
 @bp.post("/models/rollback")
 @admin_required
 def rollback():
-    version = roll_back()
+    try:
+        version = roll_back()
+    except UserError as exc:
+        return _refused(exc, url_for("training.index", _anchor="versions"))
     flash(f"Rolled back: model {version.name} is active again.", "info")
     return redirect(url_for("training.index", _anchor="versions"), code=303)
