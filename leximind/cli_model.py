@@ -22,6 +22,18 @@ from leximind.config import Settings
 log = logging.getLogger("leximind")
 
 
+def _missing_input_errors() -> tuple[type[Exception], ...]:
+    from model.training.data import DataError
+
+    return DataError, FileNotFoundError
+
+
+def _missing_input_words(exc: Exception) -> str:
+    if isinstance(exc, FileNotFoundError) and exc.filename:
+        return f"{exc.filename} does not exist"
+    return str(exc)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser("train", help="train a model version (starter recipe or fine-tuning)")
     train.add_argument("--recipe", default="starter", help="starter (from scratch) or finetune (default: starter)")
@@ -133,6 +145,9 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         outcome = train_version(spec, output, shared_root=settings.shared_data, callback=progress,
                                 checkpoint_dir=args.checkpoint_dir, device=device,
                                 on_phase=lambda name: bar.set_description(name))
+    except _missing_input_errors() as exc:  # a --data file or --init folder that is not there, an unknown corpus
+        print(f"error: {_missing_input_words(exc)}", file=sys.stderr)
+        return 1
     finally:
         bar.close()
     print(json.dumps({"folder": str(outcome.folder), **_headline(outcome.metrics)}, indent=2))
@@ -207,7 +222,11 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     datasets = args.data or saved.get("datasets") or ["bbc", "goemotions"]
     spec = RunSpec(datasets=datasets, max_eval_examples=args.max_eval_examples,
                    split_fractions=tuple(saved.get("split_fractions", (0.8, 0.1, 0.1))))
-    splits = load_splits(spec, settings.shared_data)
+    try:
+        splits = load_splits(spec, settings.shared_data)
+    except _missing_input_errors() as exc:
+        print(f"error: {_missing_input_words(exc)}", file=sys.stderr)
+        return 1
     eval_saved = saved.get("eval") or {}
     settings_eval = dataclasses.replace(
         EvalSettings(**eval_saved), max_summary_examples=args.max_summary_examples

@@ -164,3 +164,17 @@ def test_predict_refuses_an_unknown_or_absent_device(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["predict", str(tmp_path), "--text", "hi", "--device", "cuda"])
     assert "torch sees no CUDA GPU here" in str(exit_.value)
+
+
+def test_train_and_evaluate_name_missing_data_or_folders_without_a_traceback(tmp_path, capsys):
+    from model.artifacts import create_random_artifact
+
+    out = str(tmp_path / "out")
+    assert main(["train", "--data", str(tmp_path / "none.jsonl"), "--output", out, "--device", "cpu"]) == 1
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'none.jsonl'} does not exist"
+    assert main(["train", "--recipe", "finetune", "--init", str(tmp_path / "nofolder"), "--output", out,
+                 "--device", "cpu"]) == 1
+    assert f"error: model folder '{tmp_path / 'nofolder'}' does not exist" in capsys.readouterr().err
+    folder = create_random_artifact(tmp_path / "v1")
+    assert main(["evaluate", str(folder), "--data", "bogus", "--device", "cpu"]) == 1
+    assert "error: unknown data set 'bogus'; known corpora:" in capsys.readouterr().err
