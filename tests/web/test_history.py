@@ -8,7 +8,7 @@ import re
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from db.history import (
     COUNT_CAP,
@@ -19,7 +19,7 @@ from db.history import (
     list_documents,
     measured_throughput,
 )
-from db.models import DocState, Document
+from db.models import DocState, Document, Feedback
 from db.session import session_scope
 from tests.web import seed
 from tests.web.conftest import sign_in
@@ -238,3 +238,26 @@ def test_the_correction_form_shows_what_was_saved(client, world, alice):
                                          "csrf_token": token})
     page = client.get(url).get_data(as_text=True)
     assert re.search(r'<option selected value="Sports">', page) and "Corrected by hand." in page
+
+
+def test_saving_the_correction_form_untouched_stores_nothing_and_says_so_by_the_form(client, world, alice,
+                                                                                    clean_db):
+    """A second click on Save stored the same correction again (training counted it twice), and every message
+    showed at the top of the page while the page landed on the form (#correct), out of sight."""
+    token = sign_in(client, alice)
+    url = f"/documents/{world.alice_docs[0]}"
+    untouched = {"topic": "", "emotions": ["joy", "surprise"], "summary": "Stocks rallied as markets cheered the "
+                 "central bank.", "csrf_token": token}
+    assert client.post(f"{url}/feedback", data=untouched).status_code == 400
+    corrected = {"topic": "World", "emotions": ["anger"], "summary": "Corrected by hand.", "csrf_token": token}
+    assert client.post(f"{url}/feedback", data=corrected).status_code == 303
+    page = client.get(url).get_data(as_text=True)
+    card = page[page.index('id="correct"'):]
+    assert "the correction is saved" in card and page.count("the correction is saved") == 1
+
+    again = client.post(f"{url}/feedback", data=corrected)
+    page = again.get_data(as_text=True)
+    assert again.status_code == 400
+    assert "Nothing to save" in page[page.index('id="correct"'):]
+    with session_scope(clean_db) as session:
+        assert len(session.scalars(select(Feedback)).all()) == 1

@@ -115,22 +115,30 @@ def export(fmt: str):
         "Content-Disposition": f'attachment; filename="leximind-history-{stamp}.{fmt}"'})
 
 
+def _corrected_so_far(document, result) -> tuple[str, list[str], str]:
+    """(topic, emotions, summary) of the result as corrected so far: each field's latest saved correction of
+    this result, else the model's value; topic "" keeps the model's."""
+    topic, summary = "", result.summary or ""
+    emotions = [e["label"] for e in result.emotions or [] if e.get("selected")]
+    for saved in reversed(list_feedback(get_db(), document.id)):  # oldest first, so the latest wins
+        if saved.result_id != result.id:
+            continue
+        topic = saved.topic_label or topic
+        emotions = saved.emotion_labels if saved.emotion_labels is not None else emotions
+        summary = saved.summary or summary
+    return topic, emotions, summary
+
+
 def _feedback_form(document, result) -> FeedbackForm:
-    """On GET the form shows the result as corrected so far: each field's latest saved correction of this
-    result, else the model's value (after saving, the page shows what was saved, not the old values)."""
+    """On GET the form shows the result as corrected so far (after saving, the page shows what was saved, not
+    the old values)."""
     form = FeedbackForm()
     topics = sorted((result.topic_scores or {}), key=lambda t: -result.topic_scores[t]) if result else []
     emotions = sorted(e["label"] for e in (result.emotions or [])) if result else []
     form.set_labels(topics, emotions)
     if result is not None and request.method == "GET":
-        form.emotions.data = [e["label"] for e in result.emotions or [] if e.get("selected")]
-        form.summary.data = result.summary
-        for saved in reversed(list_feedback(get_db(), document.id)):  # oldest first, so the latest wins
-            if saved.result_id != result.id:
-                continue
-            form.topic.data = saved.topic_label or form.topic.data
-            form.emotions.data = saved.emotion_labels if saved.emotion_labels is not None else form.emotions.data
-            form.summary.data = saved.summary or form.summary.data
+        topic, form.emotions.data, form.summary.data = _corrected_so_far(document, result)
+        form.topic.data = topic or None
     return form
 
 
@@ -159,6 +167,14 @@ def feedback(document_id: int):
     selected = [e["label"] for e in (result.emotions or []) if e.get("selected")] if result else []
     emotions = sorted(form.emotions.data or [])
     summary = (form.summary.data or "").strip()
+    if result is not None:
+        # the form opens as corrected so far: sent back untouched (a second click on Save) it would store the
+        # same correction again, and training would count it twice
+        topic_now, emotions_now, summary_now = _corrected_so_far(document, result)
+        if (form.topic.data or "", emotions, summary) == (topic_now, sorted(emotions_now), summary_now.strip()):
+            flash("Nothing to save: the form shows this result as corrected so far. Change the topic, the "
+                  "emotions or the summary first.", "error")
+            return _document_page(document, form, 400)
     session = get_db()
     try:
         record_feedback(
