@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -33,13 +34,18 @@ def free_port() -> int:
 
 def start_embedded_postgres(data_dir: Path) -> str:
     """Start (or reuse) an embedded PostgreSQL under data_dir/postgres; return its URL."""
-    import pgserver  # optional heavy import: only when we actually embed
+    # pgserver's INFO lines (its process table, "exiting ... remaining pids") and platformdirs' warning about
+    # XDG_RUNTIME_DIR say nothing a person can act on, yet surrounded every one-line `leximind` answer
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import pgserver  # optional heavy import: only when we actually embed
 
-    pgdata = data_dir / "postgres"
-    pgdata.mkdir(parents=True, exist_ok=True)
-    # cleanup_mode=None: the server outlives this process, so workers started later share it
-    server = pgserver.get_server(pgdata, cleanup_mode=None)
-    uri = server.get_uri()
+        pgdata = data_dir / "postgres"
+        pgdata.mkdir(parents=True, exist_ok=True)
+        # cleanup_mode=None: the server outlives this process, so workers started later share it
+        server = pgserver.get_server(pgdata, cleanup_mode=None)
+        uri = server.get_uri()
     log.info("embedded PostgreSQL at %s", pgdata)
     return uri
 
