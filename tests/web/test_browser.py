@@ -269,3 +269,15 @@ def test_every_page_fits_a_phone_screen(browser, live, world, alice, admin, shot
             assert page.evaluate(CLIPPED_CELLS) == [], url
         shots(page, f"30-phone-{person.role}")
         context.close()
+
+
+def test_chosen_files_are_readable_on_a_phone(browser, live, alice, shared_data):
+    """At 390 px the chosen files' table left the name a column of four letters a line, and ran off the card."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, base_url=live.url)
+    page = context.new_page()
+    sign_in(page, alice)
+    page.set_input_files("#file-input", [str(shared_data / "documents" / name) for name in UPLOADS])
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    for cell in page.locator("#file-rows td.file-name").all():
+        assert cell.bounding_box()["width"] >= 250, cell.inner_text()
+    context.close()
