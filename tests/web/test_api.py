@@ -103,6 +103,10 @@ def test_document_carries_its_latest_result_and_older_ones(client, world, alice)
     assert "text" not in doc
     assert client.get(f"/api/v1/documents/{world.alice_docs[0]}?text=1",
                       headers=alice.bearer).get_json()["text"].startswith("Stocks")
+    assert "text" not in client.get(f"/api/v1/documents/{world.alice_docs[0]}?text=0", headers=alice.bearer).get_json()
+    unread = client.get(f"/api/v1/documents/{world.alice_docs[0]}?text=true", headers=alice.bearer)
+    assert unread.status_code == 400 and unread.get_json()["error"] == {
+        "code": "invalid_parameter", "message": "text must be 1 (include the extracted text) or 0, not 'true'."}
 
 
 def test_list_documents_filters_and_pages(client, world, alice):

@@ -49,7 +49,10 @@ def index():
 
 @bp.get("/documents/<int:document_id>")
 def show(document_id: int):
-    return jsonify(document_dict(owned_document(current_user.id, document_id), with_text=request.args.get("text") == "1"))
+    text = request.args.get("text", "0")
+    if text not in ("0", "1"):  # not silently ignored: `?text=true` would answer without the text
+        raise UserError(400, "invalid_parameter", f"text must be 1 (include the extracted text) or 0, not {text!r}.")
+    return jsonify(document_dict(owned_document(current_user.id, document_id), with_text=text == "1"))
 
 
 @bp.post("/documents/<int:document_id>/feedback")

@@ -231,8 +231,9 @@ PATHS: dict[str, Any] = {
     "/documents/{document_id}": {"get": {
         "operationId": "getDocument", "tags": ["documents"], "summary": "A document with its latest result",
         "parameters": [_id_param("document_id", "document"),
-                       _query("text", "1 to include the extracted text.", {"type": "string", "enum": ["1"]})],
-        "responses": {"200": _json(_ref("Document"), "The document."), **_errors(401, 404)},
+                       _query("text", "1 to include the extracted text; anything but 0 or 1 is a 400.",
+                              {"type": "string", "enum": ["0", "1"]})],
+        "responses": {"200": _json(_ref("Document"), "The document."), **_errors(400, 401, 404)},
     }},
     "/documents/{document_id}/feedback": {"post": {
         "operationId": "correctDocument", "tags": ["documents"],
