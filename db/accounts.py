@@ -8,6 +8,7 @@ cookie stops working at once, and "sign out everywhere" is one UPDATE.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +23,8 @@ TOKEN_PREFIX = "lm_"
 SESSION_PREFIX = "lms_"
 SESSION_NAME = "browser session"
 MIN_PASSWORD_LENGTH = 8
+# name@domain: one @, something on each side, no spaces or control characters (deliverability is not checked)
+EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+")
 # A fixed hash to compare against when the email is unknown, so sign-in takes as long either way.
 _DUMMY_HASH = generate_password_hash("not-a-real-password")
 
@@ -46,8 +49,8 @@ def hash_token(secret: str) -> str:
 
 def create_user(session: Session, email: str, password: str, role: str = Role.USER.value) -> User:
     email = normalize_email(email)
-    if "@" not in email or len(email) > 320:
-        raise AccountError(f"{email!r} is not an email address.")
+    if not EMAIL.fullmatch(email) or len(email) > 320:
+        raise AccountError(f"{email!r} is not an email address (one @ between a name and a domain, no spaces).")
     if len(password) < MIN_PASSWORD_LENGTH:
         raise AccountError(f"Passwords need at least {MIN_PASSWORD_LENGTH} characters.")
     if role not in {r.value for r in Role}:

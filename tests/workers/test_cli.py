@@ -178,3 +178,9 @@ def test_train_and_evaluate_name_missing_data_or_folders_without_a_traceback(tmp
     folder = create_random_artifact(tmp_path / "v1")
     assert main(["evaluate", str(folder), "--data", "bogus", "--device", "cpu"]) == 1
     assert "error: unknown data set 'bogus'; known corpora:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("email", ["x y@example.com", "@example.com", "grace@", "a@b@example.com", "a\tb@example.com"])
+def test_create_user_refuses_what_is_not_an_email_address(env, capsys, email):
+    assert main(["create-user", "--email", email]) == 1
+    assert "is not an email address (one @ between a name and a domain, no spaces)" in capsys.readouterr().err
