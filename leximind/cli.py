@@ -135,6 +135,31 @@ def cmd_create_user(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_reset_password(args: argparse.Namespace, settings: Settings) -> int:
+    """A new password for an account (the only way back in when the one printed at first start is lost);
+    every browser signed in as that account is signed out. API tokens keep working."""
+    from db.accounts import AccountError, end_other_sessions, get_user_by_email, set_password
+    from db.session import session_scope
+
+    services = prepare_services(settings)
+    password = args.password or secrets.token_urlsafe(12)
+    try:
+        with session_scope(services.database_url) as session:
+            user = get_user_by_email(session, args.email)
+            if user is None:
+                print(f"error: no user {args.email!r}; create one with `leximind create-user`", file=sys.stderr)
+                return 1
+            set_password(session, user, password)
+            signed_out = end_other_sessions(session, user.id, None)
+            email = user.email
+    except AccountError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"new password for {email}" + (f":  {password}" if not args.password else " set")
+          + f" ({signed_out} browser session(s) signed out; API tokens unchanged)", flush=True)
+    return 0
+
+
 def ensure_first_admin(database_url: str) -> None:
     """On a fresh database, create an admin and print how to sign in (the only time it is shown)."""
     from db.accounts import count_admins, create_user, issue_token
@@ -489,6 +514,11 @@ def build_parser() -> argparse.ArgumentParser:
     user.add_argument("--admin", action="store_true")
     user.add_argument("--password", default=None, help="default: generate one and print it")
     user.set_defaults(func=cmd_create_user)
+
+    reset = sub.add_parser("reset-password", help="give an account a new password and sign out its browsers")
+    reset.add_argument("--email", required=True)
+    reset.add_argument("--password", default=None, help="default: generate one and print it")
+    reset.set_defaults(func=cmd_reset_password)
 
     dataset = sub.add_parser(
         "import-dataset", help="upload a folder of files, or the rows of a .csv/.jsonl, for processing"

@@ -184,3 +184,24 @@ def test_train_and_evaluate_name_missing_data_or_folders_without_a_traceback(tmp
 def test_create_user_refuses_what_is_not_an_email_address(env, capsys, email):
     assert main(["create-user", "--email", email]) == 1
     assert "is not an email address (one @ between a name and a domain, no spaces)" in capsys.readouterr().err
+
+
+def test_reset_password_lets_a_locked_out_admin_back_in_and_signs_out_browsers(env, capsys):
+    from db.accounts import authenticate, count_sessions, get_user_by_email, start_session
+
+    main(["create-user", "--email", "ops@example.com", "--admin", "--password", "first-password"])
+    with session_scope(env) as session:
+        start_session(session, get_user_by_email(session, "ops@example.com").id)
+    capsys.readouterr()
+    assert main(["reset-password", "--email", "OPS@example.com"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("new password for ops@example.com:  ") and "1 browser session(s) signed out" in out
+    password = out.split(":  ", 1)[1].split(" ", 1)[0]
+    with session_scope(env) as session:
+        user = authenticate(session, "ops@example.com", password)
+        assert user is not None and authenticate(session, "ops@example.com", "first-password") is None
+        assert count_sessions(session, user.id) == 0
+    assert main(["reset-password", "--email", "nobody@example.com"]) == 1
+    assert "no user 'nobody@example.com'" in capsys.readouterr().err
+    assert main(["reset-password", "--email", "ops@example.com", "--password", "short"]) == 1
+    assert "at least 8 characters" in capsys.readouterr().err
