@@ -155,6 +155,15 @@ def test_feedback_names_an_unknown_field_instead_of_dropping_it(client, world, a
         assert session.scalar(select(func.count()).select_from(Feedback)) == 0
 
 
+def test_json_nested_too_deep_is_a_400_not_a_500(client, world, alice, admin):
+    deep = "[" * 100_000 + "]" * 100_000
+    for path, person in [(f"/api/v1/documents/{world.alice_docs[0]}/feedback", alice),
+                         ("/api/v1/training-runs", admin)]:
+        response = client.post(path, headers=person.bearer, data=deep, content_type="application/json")
+        assert response.status_code == 400, (path, response.get_json())
+        assert response.get_json()["error"]["code"] == "invalid_json"
+
+
 def test_jobs_list_pages_by_id(client, world, alice):
     body = client.get("/api/v1/jobs", headers=alice.bearer).get_json()
     assert [j["id"] for j in body["jobs"]] == [world.alice_job]

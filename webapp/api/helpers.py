@@ -11,7 +11,10 @@ MAX_ID = 2_147_483_647  # ids are PostgreSQL integers: a larger one cannot name 
 
 
 def json_body() -> dict[str, Any]:
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the parser goes (silent= covers only malformed JSON)
+        data = None
     if not isinstance(data, dict):
         raise UserError(400, "invalid_json", "Send a JSON object in the body, with "
                         "`Content-Type: application/json`.")
