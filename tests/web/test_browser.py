@@ -281,3 +281,16 @@ def test_chosen_files_are_readable_on_a_phone(browser, live, alice, shared_data)
     for cell in page.locator("#file-rows td.file-name").all():
         assert cell.bounding_box()["width"] >= 250, cell.inner_text()
     context.close()
+
+
+def test_the_history_filters_stay_inside_their_card(page, world, alice):
+    """With a filter applied, Apply and Clear did not fit the form's last column: Clear ran past the card's
+    padding to its edge."""
+    sign_in(page, alice)
+    page.goto("/documents?q=markets&sort=name")
+    card = page.locator("form.filters").bounding_box()
+    for control in page.locator("form.filters input, form.filters select, form.filters .button").all():
+        box = control.bounding_box()
+        assert box["x"] + box["width"] <= card["x"] + card["width"] - 16, control.evaluate("e => e.outerHTML")
+    page.click("text=Clear filters")
+    page.wait_for_url(re.compile(r"/documents$"))

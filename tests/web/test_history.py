@@ -261,3 +261,14 @@ def test_saving_the_correction_form_untouched_stores_nothing_and_says_so_by_the_
     assert "Nothing to save" in page[page.index('id="correct"'):]
     with session_scope(clean_db) as session:
         assert len(session.scalars(select(Feedback)).all()) == 1
+
+
+def test_a_long_failure_reads_in_full_on_its_page_and_shortened_in_the_list(client, clean_db, alice):
+    """Each failed row of History printed its whole message (four lines and more), burying the list."""
+    sign_in(client, alice)
+    _, (doc_id,) = seed.upload(clean_db, alice.id, {"long.txt": "text"})
+    message = "The model failed on this document. " + "Details of what went wrong, word after word. " * 8
+    seed.fail(clean_db, doc_id, "inference_error", message.strip())
+    listing = client.get("/documents").get_data(as_text=True)
+    assert message.strip() not in listing and message[:100] in listing
+    assert message.strip() in client.get(f"/documents/{doc_id}").get_data(as_text=True)
