@@ -377,6 +377,9 @@ def get_owned_document(session: Session, owner_id: int, document_id: int) -> Doc
     return session.scalar(select(Document).where(Document.id == document_id, Document.owner_id == owner_id))
 
 
+MAX_FEEDBACK_SUMMARY = 5000  # characters; the correction form's limit too
+
+
 def record_feedback(session: Session, user_id: int, document: Document, *, topic_label: str | None = None,
                     emotion_labels: list[str] | None = None, summary: str | None = None) -> Feedback:
     """Store a person's correction of the document's latest result, checked against that result's labels."""
@@ -388,6 +391,9 @@ def record_feedback(session: Session, user_id: int, document: Document, *, topic
     if result is None:
         raise HistoryError("This document has no result yet; wait until it is done, then correct it.")
     summary = summary.strip() if summary else None
+    if summary and len(summary) > MAX_FEEDBACK_SUMMARY:
+        raise HistoryError(f"The summary is {len(summary):,} characters; a summary is at most "
+                           f"{MAX_FEEDBACK_SUMMARY:,}. Shorten it.")
     if topic_label is None and emotion_labels is None and not summary:
         raise HistoryError("Nothing to save: change the topic, the emotions or the summary first.")
     if topic_label is not None and topic_label not in (result.topic_scores or {}):

@@ -155,6 +155,16 @@ def test_feedback_names_an_unknown_field_instead_of_dropping_it(client, world, a
         assert session.scalar(select(func.count()).select_from(Feedback)) == 0
 
 
+def test_feedback_summary_has_the_correction_forms_length_limit(client, world, alice, clean_db):
+    url = f"/api/v1/documents/{world.alice_docs[0]}/feedback"
+    too_long = client.post(url, headers=alice.bearer, json={"summary": "word " * 2000})
+    assert too_long.status_code == 400 and too_long.get_json()["error"]["message"] == (
+        "The summary is 9,999 characters; a summary is at most 5,000. Shorten it.")
+    assert client.post(url, headers=alice.bearer, json={"summary": "w" * 5000}).status_code == 201
+    with session_scope(clean_db) as session:
+        assert session.scalar(select(func.count()).select_from(Feedback)) == 1
+
+
 def test_json_nested_too_deep_is_a_400_not_a_500(client, world, alice, admin):
     deep = "[" * 100_000 + "]" * 100_000
     for path, person in [(f"/api/v1/documents/{world.alice_docs[0]}/feedback", alice),
