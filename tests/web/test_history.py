@@ -272,3 +272,22 @@ def test_a_long_failure_reads_in_full_on_its_page_and_shortened_in_the_list(clie
     listing = client.get("/documents").get_data(as_text=True)
     assert message.strip() not in listing and message[:100] in listing
     assert message.strip() in client.get(f"/documents/{doc_id}").get_data(as_text=True)
+
+
+def test_a_document_without_a_result_uses_the_whole_width(client, world, alice):
+    """A failed document's page kept an empty right-hand column: its text sat in two thirds of the page."""
+    sign_in(client, alice)
+    failed = client.get(f"/documents/{world.alice_docs[1]}").get_data(as_text=True)
+    done = client.get(f"/documents/{world.alice_docs[0]}").get_data(as_text=True)
+    assert "grid-2-1" not in failed and "<aside" not in failed and "could not be processed" in failed
+    assert "grid-2-1" in done and "Correct this result" in done
+
+
+def test_a_long_text_says_where_the_rest_is_with_links(client, clean_db, alice):
+    """The page ended a long text with "The full text is in the API (?text=1)": no link, API words."""
+    sign_in(client, alice)
+    v1 = seed.version(clean_db, "v1", {}, active=True)
+    _, (doc_id,) = seed.upload(clean_db, alice.id, {"long.txt": "x"})
+    seed.finish(clean_db, doc_id, v1, text="word " * 5000, topic="World")
+    page = client.get(f"/documents/{doc_id}").get_data(as_text=True)
+    assert f'href="/api/v1/documents/{doc_id}?text=1"' in page and f'href="/documents/{doc_id}/original"' in page
