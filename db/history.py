@@ -154,18 +154,23 @@ def _filtered(flt: HistoryFilter, *, rows: bool = True) -> Select:
 
 
 def encode_cursor(row: HistoryRow, sort: str) -> str:
+    """The row's place in one order; the order's name rides along, so a cursor is never read in another."""
     key = row.created_at.isoformat() if SORTS[sort][0] is Document.created_at else row.filename
-    return base64.urlsafe_b64encode(json.dumps([key, row.id]).encode()).decode().rstrip("=")
+    return base64.urlsafe_b64encode(json.dumps([sort, key, row.id]).encode()).decode().rstrip("=")
 
 
 def _decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
     try:
-        key, row_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        made_for, key, row_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if SORTS[sort][0] is Document.created_at:
             key = datetime.fromisoformat(key)
-        return key, int(row_id)
+        row_id = int(row_id)
     except (ValueError, TypeError) as exc:
         raise HistoryError("That page link is broken or out of date; go back to the first page.") from exc
+    if made_for != sort:
+        raise HistoryError(f"That page link belongs to the {made_for!r} order, not {sort!r}; go back to the first "
+                           "page of this order.")
+    return key, row_id
 
 
 def _ordered(stmt: Select, sort: str, cursor: str | None, backwards: bool) -> Select:

@@ -121,6 +121,15 @@ def test_list_documents_filters_and_pages(client, world, alice):
     assert client.get("/api/v1/documents?limit=0", headers=alice.bearer).status_code == 400
 
 
+@pytest.mark.parametrize("other", ["oldest", "name", "name_desc"])
+def test_a_cursor_is_refused_in_another_order_not_read_as_if_it_fit(client, world, alice, other):
+    page = client.get("/api/v1/documents?limit=1&sort=newest", headers=alice.bearer).get_json()
+    response = client.get(f"/api/v1/documents?limit=1&sort={other}&after={page['next_cursor']}", headers=alice.bearer)
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["error"] == {"code": "invalid_cursor", "message": (
+        f"That page link belongs to the 'newest' order, not '{other}'; go back to the first page of this order.")}
+
+
 def test_feedback_is_stored_and_checked(client, world, alice, clean_db):
     url = f"/api/v1/documents/{world.alice_docs[0]}/feedback"
     response = client.post(url, headers=alice.bearer, json={"topic": "World", "emotions": ["joy"]})
