@@ -294,3 +294,13 @@ def test_the_history_filters_stay_inside_their_card(page, world, alice):
         assert box["x"] + box["width"] <= card["x"] + card["width"] - 16, control.evaluate("e => e.outerHTML")
     page.click("text=Clear filters")
     page.wait_for_url(re.compile(r"/documents$"))
+
+
+def test_the_model_chip_follows_when_the_first_model_is_ready(page, live, clean_db, alice):
+    """When the starter model finished, the banner went away but the top bar kept saying "No model yet"."""
+    with session_scope(clean_db) as session:
+        session.add(TrainingRun(params={"recipe": "starter"}, state="queued", progress={}, history=[], metrics={}))
+    sign_in(page, alice)
+    expect(page.locator(".model-chip")).to_have_text("No model yet")
+    page.wait_for_selector("#model-banner", state="hidden", timeout=60_000)
+    expect(page.locator(".model-chip")).to_have_text(re.compile(r"^Model v\d+$"))

@@ -251,6 +251,13 @@ function setupModelBanner(banner) {
   poll(banner.dataset.pollUrl, ({ status }) => {
     if (status.state === "ready") {
       banner.hidden = true;
+      // the top bar's chip said "No model yet" until the next page load, under a banner that had gone
+      const chip = document.querySelector(".model-chip");
+      if (chip) {
+        chip.className = "model-chip state-ready";
+        chip.title = status.message;
+        chip.replaceChildren(el("span", { class: "dot" }), `Model ${status.version}`);
+      }
       return true;
     }
     banner.querySelector('[data-field="message"]').textContent = status.message;
