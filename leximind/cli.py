@@ -63,6 +63,18 @@ def prepare_services(settings: Settings) -> Services:
     return Services(database_url, broker_url, started)
 
 
+def require_installation(settings: Settings) -> bool:
+    """The admin chores work on an installation that exists: without DATABASE_URL, the embedded database must
+    already be under the data folder. Otherwise a command run from another folder (LEXIMIND_DATA_DIR defaults
+    to ./var) or with a mistyped LEXIMIND_DATA_DIR would start an empty PostgreSQL there and, for instance,
+    create a user the running app has never heard of. False after saying so."""
+    if settings.database_url or (settings.data_dir / "postgres" / "PG_VERSION").exists():
+        return True
+    print(f"error: no LexiMind database under {settings.data_dir}; run this in the folder where `leximind run` "
+          "was started, or set LEXIMIND_DATA_DIR (or DATABASE_URL) to the installation's", file=sys.stderr)
+    return False
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -120,6 +132,8 @@ def cmd_create_user(args: argparse.Namespace, settings: Settings) -> int:
     from db.models import Role
     from db.session import session_scope
 
+    if not require_installation(settings):
+        return 1
     services = prepare_services(settings)
     password = args.password or secrets.token_urlsafe(12)
     try:
@@ -141,6 +155,8 @@ def cmd_reset_password(args: argparse.Namespace, settings: Settings) -> int:
     from db.accounts import AccountError, end_other_sessions, get_user_by_email, set_password
     from db.session import session_scope
 
+    if not require_installation(settings):
+        return 1
     services = prepare_services(settings)
     password = args.password or secrets.token_urlsafe(12)
     try:
@@ -339,6 +355,8 @@ def cmd_import_dataset(args: argparse.Namespace, settings: Settings) -> int:
     from db.uploads import create_job
     from leximind.messaging import make_celery, wake_extract
 
+    if not require_installation(settings):
+        return 1
     services = prepare_services(settings)
     with session_scope(services.database_url) as session:
         owner = get_user_by_email(session, args.owner)

@@ -110,8 +110,11 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
+    from leximind.cli import require_installation
     from model.training.run import RunSpecError, spec_from_params, train_version
 
+    if args.register and not require_installation(settings):
+        return 1  # said before training, not after it
     device = _setup_torch(args)
     params: dict[str, Any] = {"recipe": args.recipe, **parse_overrides(args.set)}
     if args.data:

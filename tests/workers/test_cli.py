@@ -205,3 +205,28 @@ def test_reset_password_lets_a_locked_out_admin_back_in_and_signs_out_browsers(e
     assert "no user 'nobody@example.com'" in capsys.readouterr().err
     assert main(["reset-password", "--email", "ops@example.com", "--password", "short"]) == 1
     assert "at least 8 characters" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["create-user", "--email", "ops@example.com"],
+    ["reset-password", "--email", "ops@example.com"],
+    ["import-dataset", "docs", "--owner", "ops@example.com"],
+    ["train", "--register", "--set", "train.max_steps=1"],
+])
+def test_admin_chores_refuse_a_folder_without_an_installation(tmp_path, monkeypatch, capsys, argv):
+    """Run from the wrong folder, they say so instead of starting an empty database there."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("LEXIMIND_DATA_DIR", str(tmp_path / "var"))
+
+    def no_server(data_dir):  # what would have happened: a new, empty PostgreSQL in that folder
+        (data_dir / "postgres").mkdir(parents=True)
+        raise AssertionError("started an embedded PostgreSQL")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before finding out it could not register")
+
+    monkeypatch.setattr("leximind.services.start_embedded_postgres", no_server)
+    monkeypatch.setattr("model.training.run.train_version", no_training)
+    assert main(argv) == 1
+    assert capsys.readouterr().err.startswith(f"error: no LexiMind database under {tmp_path / 'var'}; run this")
+    assert not (tmp_path / "var" / "postgres").exists()
