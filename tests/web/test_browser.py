@@ -304,3 +304,16 @@ def test_the_model_chip_follows_when_the_first_model_is_ready(page, live, clean_
     expect(page.locator(".model-chip")).to_have_text("No model yet")
     page.wait_for_selector("#model-banner", state="hidden", timeout=60_000)
     expect(page.locator(".model-chip")).to_have_text(re.compile(r"^Model v\d+$"))
+
+
+def test_an_upload_after_the_session_ended_says_to_sign_in(page, live, clean_db, alice, shared_data):
+    """The script followed the redirect to the sign-in page and said "The upload failed (HTTP 200). Try again.",
+    which could never work."""
+    seed.version(clean_db, "v1", {}, active=True)  # no "no model yet" banner, whose poll would reload the page
+    sign_in(page, alice)
+    page.set_input_files("#file-input", [str(shared_data / "documents" / UPLOADS[0])])
+    page.context.clear_cookies()
+    page.click("#upload-button")
+    expect(page.locator("#upload-error")).to_contain_text("You are signed out, so nothing was uploaded.")
+    page.click("#upload-error >> text=Sign in again")
+    page.wait_for_url(re.compile(r"/login\?next=%2Fupload$"))

@@ -159,7 +159,14 @@ function setupUpload(form) {
       }
       progressBox.hidden = true;
       const error = body.error || {};
-      errorBox.textContent = error.message || `The upload failed (HTTP ${request.status}). Try again.`;
+      // a session that ended meanwhile answers with the sign-in page (followed redirect, 200), or a 401
+      const signedOut = request.status === 401 || new URL(request.responseURL || form.action).pathname === "/login";
+      if (signedOut) {
+        const login = el("a", { href: `/login?next=${encodeURIComponent(window.location.pathname)}`, text: "Sign in again" });
+        errorBox.replaceChildren("You are signed out, so nothing was uploaded. ", login, ", then choose the files again.");
+      } else {
+        errorBox.textContent = error.message || `The upload failed (HTTP ${request.status}). Try again.`;
+      }
       errorBox.hidden = false;
       const perFile = {};
       for (const item of error.details?.files || []) perFile[item.filename] = item.error;
