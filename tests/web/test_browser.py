@@ -317,3 +317,16 @@ def test_an_upload_after_the_session_ended_says_to_sign_in(page, live, clean_db,
     expect(page.locator("#upload-error")).to_contain_text("You are signed out, so nothing was uploaded.")
     page.click("#upload-error >> text=Sign in again")
     page.wait_for_url(re.compile(r"/login\?next=%2Fupload$"))
+
+
+def test_the_loss_chart_is_readable_on_a_phone(browser, live, world, admin):
+    """At 390 px the run page's charts shrank to the screen and their tick labels to about 5 px."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, base_url=live.url)
+    page = context.new_page()
+    sign_in(page, admin)
+    page.goto(f"/training/runs/{world.run_id}")
+    heights = page.locator("#loss-chart .chart .tick").evaluate_all(
+        "(ticks) => ticks.map((t) => t.getBoundingClientRect().height)")
+    assert heights and min(heights) >= 10, heights
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    context.close()
