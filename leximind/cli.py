@@ -429,14 +429,14 @@ def dataset_files(path: Path, text_column: str | None, limit: int | None) -> Ite
         if path.is_dir():
             for file in sorted(p for p in path.rglob("*") if p.is_file()):
                 yield UploadedFile(file.name, file.read_bytes())
-        elif path.suffix == ".jsonl":
-            with path.open(encoding="utf-8") as handle:
+        elif path.suffix == ".jsonl":  # utf-8-sig: a byte-order mark (Excel, Notepad) is not part of row 1
+            with path.open(encoding="utf-8-sig") as handle:
                 for n, line in enumerate(handle, 1):
                     if line.strip():
                         text = jsonl_text(line, f"{path}, line {n}")
                         yield UploadedFile(f"{path.stem}-{n}.txt", text.encode())
         elif path.suffix == ".csv":
-            with path.open(encoding="utf-8", newline="") as handle:
+            with path.open(encoding="utf-8-sig", newline="") as handle:
                 for n, row in enumerate(csv.reader(handle), 1):
                     text = csv_text(row, f"{path}, row {n}")
                     yield UploadedFile(f"{path.stem}-{n}.txt", text.replace("\\n", "\n").encode())
