@@ -235,8 +235,8 @@ def test_admin_chores_refuse_a_folder_without_an_installation(tmp_path, monkeypa
 def test_dataset_rows_ignore_a_byte_order_mark(tmp_path):
     """Excel and Notepad start UTF-8 files with one; it is not part of the first row's text."""
     csv_file = tmp_path / "news.csv"
-    csv_file.write_bytes('"1","Markets rally","Stocks rose."\n'.encode("utf-8-sig"))
-    assert [f.data for f in dataset_files(csv_file, "1", None)] == [b"Markets rally"]
+    csv_file.write_bytes('"Markets rally","Stocks rose."\n'.encode("utf-8-sig"))
+    assert [f.data for f in dataset_files(csv_file, "0", None)] == [b"Markets rally"]
     jsonl = tmp_path / "rows.jsonl"
     jsonl.write_bytes('{"text": "one"}\n'.encode("utf-8-sig"))
     assert [f.data for f in dataset_files(jsonl, None, None)] == [b"one"]
