@@ -330,3 +330,14 @@ def test_the_loss_chart_is_readable_on_a_phone(browser, live, world, admin):
     assert heights and min(heights) >= 10, heights
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     context.close()
+
+
+def test_the_drop_zone_shows_keyboard_focus(page, live, alice):
+    """Tabbing to the (invisible) file input showed nothing at all: no way to tell where the focus was."""
+    sign_in(page, alice)
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "file-input":
+            break
+    assert page.evaluate("document.activeElement.id") == "file-input"
+    assert page.locator("#dropzone").evaluate("(zone) => getComputedStyle(zone).outlineStyle") == "solid"
