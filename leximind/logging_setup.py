@@ -137,8 +137,13 @@ def configure_logging(service: str, *, level: str | None = None, stream: Any = N
     for old in [h for h in root.handlers if h.get_name() == "leximind"]:
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel((level or os.environ.get("LEXIMIND_LOG_LEVEL", "INFO")).upper())
+    wanted = (level or os.environ.get("LEXIMIND_LOG_LEVEL") or "INFO").strip().upper()
+    known = isinstance(logging.getLevelName(wanted), int)
+    root.setLevel(wanted if known else logging.INFO)
     logging.captureWarnings(True)
+    if not known:  # a typo in a logging setting should not stop the service, nor pass unsaid
+        logging.getLogger("leximind").warning(
+            "LEXIMIND_LOG_LEVEL %r is not a level (DEBUG, INFO, WARNING, ERROR, CRITICAL); logging at INFO", wanted)
     return handler
 
 
