@@ -235,15 +235,16 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    unknown = set(args.queues) - set(ALL_QUEUES)
+    if unknown or not args.queues:  # checked before any server starts
+        what = f"unknown queue(s) {sorted(unknown)}" if unknown else "no queue given"
+        print(f"error: {what}; use some of {list(ALL_QUEUES)}", file=sys.stderr)
+        return 2
     prepare_services(settings)
     from leximind.messaging import worker_argv
     from workers.celery_app import app
 
     queues = ",".join(args.queues)
-    unknown = set(args.queues) - set(ALL_QUEUES)
-    if unknown:
-        print(f"error: unknown queue(s) {sorted(unknown)}; use some of {list(ALL_QUEUES)}", file=sys.stderr)
-        return 2
     concurrency = args.concurrency or (1 if {QUEUE_INFER, QUEUE_TRAIN} & set(args.queues) else os.cpu_count())
     argv = worker_argv(queues, concurrency, args.name or queues.replace(",", "+"), args.loglevel)
     app.worker_main(argv)

@@ -240,3 +240,13 @@ def test_dataset_rows_ignore_a_byte_order_mark(tmp_path):
     jsonl = tmp_path / "rows.jsonl"
     jsonl.write_bytes('{"text": "one"}\n'.encode("utf-8-sig"))
     assert [f.data for f in dataset_files(jsonl, None, None)] == [b"one"]
+
+
+@pytest.mark.parametrize(("queues", "words"), [(",", "error: no queue given"), ("infer,bogus", "unknown queue(s) ['bogus']")])
+def test_worker_refuses_no_or_unknown_queues_before_starting_anything(monkeypatch, capsys, queues, words):
+    def no_services(settings):
+        raise AssertionError("started services for a worker that cannot run")
+
+    monkeypatch.setattr("leximind.cli.prepare_services", no_services)
+    assert main(["worker", "-Q", queues]) == 2
+    assert words in capsys.readouterr().err
