@@ -6,6 +6,7 @@ import io
 import json
 import re
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
@@ -291,3 +292,17 @@ def test_a_long_text_says_where_the_rest_is_with_links(client, clean_db, alice):
     seed.finish(clean_db, doc_id, v1, text="word " * 5000, topic="World")
     page = client.get(f"/documents/{doc_id}").get_data(as_text=True)
     assert f'href="/api/v1/documents/{doc_id}?text=1"' in page and f'href="/documents/{doc_id}/original"' in page
+
+
+def test_a_finished_job_says_where_the_reasons_are(client, clean_db, alice):
+    """The job page said "Failed documents say why above" over a list that is below it, and after a reload
+    only "All documents are finished." whether or not any had failed."""
+    sign_in(client, alice)
+    v1 = seed.version(clean_db, "v1", {}, active=True)
+    job_id, (good, bad) = seed.upload(clean_db, alice.id, {"good.txt": "fine", "bad.pdf": "broken"})
+    seed.finish(clean_db, good, v1, text="fine", topic="World")
+    seed.fail(clean_db, bad, "corrupt_file", "The PDF is damaged.")
+    page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert "Finished: 1 done, 1 failed. Each failed document says why in the list below." in page
+    script = Path(__file__).parents[2] / "webapp" / "static" / "app.js"  # the live page's words when it finishes
+    assert "says why in the list below" in script.read_text(encoding="utf-8")

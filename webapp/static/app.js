@@ -215,7 +215,7 @@ function setupJob(section) {
       else if (doc.state === "done") detail.replaceChildren(el("a", { href: docUrl(doc.id), text: "View result →" }));
       else detail.replaceChildren(el("span", { class: "muted", text: `${STATE_WORDS[doc.state] || doc.state}…` }));
     }
-    if (finished) set("job-note", failed ? `Finished: ${done} done, ${failed} failed. Failed documents say why above.` : "All documents are done.");
+    if (finished) set("job-note", failed ? `Finished: ${done} done, ${failed} failed. Each failed document says why in the list below.` : "All documents are done.");
     return finished;
   });
 }
