@@ -306,3 +306,14 @@ def test_a_finished_job_says_where_the_reasons_are(client, clean_db, alice):
     assert "Finished: 1 done, 1 failed. Each failed document says why in the list below." in page
     script = Path(__file__).parents[2] / "webapp" / "static" / "app.js"  # the live page's words when it finishes
     assert "says why in the list below" in script.read_text(encoding="utf-8")
+
+
+def test_an_older_page_of_jobs_links_back_to_the_newest(client, clean_db, alice):
+    sign_in(client, alice)
+    for number in range(51):
+        seed.upload(clean_db, alice.id, {f"n{number}.txt": "text"})
+    first = client.get("/jobs").get_data(as_text=True)
+    older = re.search(r'href="(/jobs\?before=\d+)"[^>]*>Older', first)
+    assert older and "← Newest" not in first
+    page = client.get(older.group(1)).get_data(as_text=True)
+    assert 'href="/jobs">← Newest</a>' in page and "Older →" not in page
