@@ -34,14 +34,21 @@ def _missing_input_words(exc: Exception) -> str:
     return str(exc)
 
 
+VERSION_FOLDER = "a model version folder, e.g. $LEXIMIND_DATA_DIR/models/run-3-ab12cd (ls that folder to see them)"
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    train = subparsers.add_parser("train", help="train a model version (starter recipe or fine-tuning)")
+    words = "train a model version (starter recipe or fine-tuning)"
+    train = subparsers.add_parser("train", help=words, description=words[0].upper() + words[1:] + ", in this "
+                                  "process; --register records it for the app (runs started from the app go "
+                                  "through the training worker).")
     train.add_argument("--recipe", default="starter", help="starter (from scratch) or finetune (default: starter)")
     train.add_argument("--data", action="append", default=None, metavar="NAME|FILE",
                        help="a corpus (bbc, goemotions, ag_news, scitldr, dialogsum) or a .jsonl/.csv/.tsv "
                             "file with text/summary/topic/emotions columns; repeat for several")
     train.add_argument("--init", default=None, help="scratch, a version folder or a T5 checkpoint folder")
-    train.add_argument("--output", type=Path, default=None, help="the new version folder (default: under models_dir)")
+    train.add_argument("--output", type=Path, default=None, help="the new version folder (default: under $LEXIMIND_MODELS_DIR, "
+                       "i.e. $LEXIMIND_DATA_DIR/models)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a setting, e.g. train.max_steps=200, train.mode=lora, model.d_model=64 "
                             "(values are JSON, else strings)")
@@ -52,20 +59,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--activate", action="store_true", help="with --register: make it the active version")
     train.set_defaults(func=cmd_train)
 
-    evaluate = subparsers.add_parser("evaluate", help="score a version folder on the held-out (test) split")
-    evaluate.add_argument("folder", type=Path)
-    evaluate.add_argument("--data", action="append", default=None, metavar="NAME|FILE")
-    evaluate.add_argument("--max-summary-examples", type=int, default=100)
+    words = "score a version folder on the held-out (test) split"
+    evaluate = subparsers.add_parser("evaluate", help=words, description=words[0].upper() + words[1:] + ": topic "
+                                     "accuracy and macro-F1, emotion F1, summary ROUGE; prints JSON.")
+    evaluate.add_argument("folder", type=Path, help=VERSION_FOLDER)
+    evaluate.add_argument("--data", action="append", default=None, metavar="NAME|FILE",
+                          help="a corpus or a data file to score on (repeatable; default: the version's own)")
+    evaluate.add_argument("--max-summary-examples", type=int, default=100,
+                          help="test documents to summarise for ROUGE (default: 100)")
     evaluate.add_argument("--max-eval-examples", type=int, default=None, help="per source, for dev and test")
     evaluate.add_argument("--baselines", action="store_true", help="also TF-IDF + LR and lead-3 on the same split")
     _common(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
-    predict = subparsers.add_parser("predict", help="summary, topic and emotions for texts or files")
-    predict.add_argument("folder", type=Path)
+    words = "summary, topic and emotions for texts or files"
+    predict = subparsers.add_parser("predict", help=words, description=words[0].upper() + words[1:] + ", one JSON "
+                                    "line each.")
+    predict.add_argument("folder", type=Path, help=VERSION_FOLDER)
     predict.add_argument("--text", action="append", default=[], help="a text (repeatable)")
     predict.add_argument("--file", action="append", default=[], type=Path, help="a UTF-8 text file (repeatable)")
-    predict.add_argument("--max-new-tokens", type=int, default=128)
+    predict.add_argument("--max-new-tokens", type=int, default=128, help="summary length limit (default: 128)")
     _common(predict)
     predict.set_defaults(func=cmd_predict)
 

@@ -250,3 +250,14 @@ def test_worker_refuses_no_or_unknown_queues_before_starting_anything(monkeypatc
     monkeypatch.setattr("leximind.cli.prepare_services", no_services)
     assert main(["worker", "-Q", queues]) == 2
     assert words in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict"])
+def test_model_commands_explain_themselves_in_help(command, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--help"])
+    text = capsys.readouterr().out
+    description = text.split("\n\n")[1]
+    assert description.strip() and not description.lstrip().startswith(("positional", "options"))
+    if command != "train":
+        assert "a model version folder, e.g." in text
