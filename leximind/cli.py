@@ -373,6 +373,12 @@ def cmd_import_dataset(args: argparse.Namespace, settings: Settings) -> int:
     if not files:
         print(f"error: {args.path} holds no non-empty documents or rows; nothing was imported", file=sys.stderr)
         return 1
+    too_big = [f for f in files if len(f.data) > settings.max_upload_bytes]
+    if too_big:  # the upload's limit: extraction is sized for it
+        names = ", ".join(f"{f.filename} ({len(f.data) / 1048576:.1f} MB)" for f in too_big[:5])
+        print(f"error: {len(too_big)} file(s) over the {settings.max_upload_bytes / 1048576:.0f} MB limit per file "
+              f"(LEXIMIND_MAX_UPLOAD_BYTES): {names}; nothing was imported", file=sys.stderr)
+        return 1
     celery = make_celery(services.broker_url)
     total, jobs = 0, []
     for chunk in _chunks(iter(files), args.per_job):

@@ -261,3 +261,18 @@ def test_model_commands_explain_themselves_in_help(command, capsys):
     assert description.strip() and not description.lstrip().startswith(("positional", "options"))
     if command != "train":
         assert "a model version folder, e.g." in text
+
+
+def test_import_dataset_holds_files_to_the_upload_limit(env, tmp_path, monkeypatch, capsys):
+    main(["create-user", "--email", "ops@example.com"])
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "small.txt").write_text("fine")
+    (folder / "big.txt").write_bytes(b"x" * 3 * 1048576)
+    monkeypatch.setenv("LEXIMIND_MAX_UPLOAD_BYTES", str(2 * 1048576))
+    capsys.readouterr()
+    assert main(["import-dataset", str(folder), "--owner", "ops@example.com"]) == 1
+    assert capsys.readouterr().err.strip() == ("error: 1 file(s) over the 2 MB limit per file (LEXIMIND_MAX_UPLOAD_BYTES):"
+                                               " big.txt (3.0 MB); nothing was imported")
+    with session_scope(env) as session:
+        assert session.scalar(select(func.count()).select_from(Document)) == 0
