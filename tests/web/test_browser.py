@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from db.models import Feedback, TrainingRun
+from db.models import ApiToken, Feedback, TrainingRun
 from db.session import session_scope
 from tests.web import seed
 from tests.web.conftest import PASSWORD, Person
@@ -341,3 +341,17 @@ def test_the_drop_zone_shows_keyboard_focus(page, live, alice):
             break
     assert page.evaluate("document.activeElement.id") == "file-input"
     assert page.locator("#dropzone").evaluate("(zone) => getComputedStyle(zone).outlineStyle") == "solid"
+
+
+def test_reloading_the_new_token_page_creates_no_second_token(page, live, clean_db, alice):
+    """The new token's page stayed at POST /account/tokens: a reload sent the form again and made another token."""
+    sign_in(page, alice)
+    page.goto("/account")
+    page.fill("input[name=name]", "nightly import")
+    page.click("text=Create token")
+    assert page.locator("#new-token").inner_text().startswith("lm_")
+    page.reload()
+    assert page.url.endswith("/account") and page.locator("#new-token").count() == 0
+    with session_scope(clean_db) as session:
+        names = session.scalars(select(ApiToken.name).where(ApiToken.user_id == alice.id)).all()
+    assert names.count("nightly import") == 1, names

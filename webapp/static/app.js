@@ -280,6 +280,10 @@ function setupModelBanner(banner) {
 
 /* ---------------------------------------------------------------- small things */
 function setupCommon() {
+  // a page answering a form post (the new token, shown once) takes a plain address: reloading it must not
+  // send the form again (and create another token)
+  const replace = document.querySelector("[data-replace-url]");
+  if (replace) window.history.replaceState(null, "", replace.dataset.replaceUrl);
   document.querySelectorAll("[data-copy]").forEach((button) => {
     button.addEventListener("click", async () => {
       const text = document.querySelector(button.dataset.copy)?.textContent || "";
