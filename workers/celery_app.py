@@ -10,7 +10,7 @@ import logging
 import os
 import signal
 
-from celery.signals import setup_logging, task_prerun, worker_process_init, worker_shutting_down
+from celery.signals import setup_logging, task_prerun, worker_init, worker_process_init, worker_shutting_down
 
 from leximind.messaging import default_broker_url, make_celery, wake_infer
 from leximind.queues import QUEUE_INFER, TASK_INFER
@@ -28,6 +28,21 @@ def _setup_logging(loglevel: object = None, **_: object) -> None:
     from leximind.logging_setup import configure_logging
 
     configure_logging("worker", level=loglevel if isinstance(loglevel, str) else None)
+
+
+@worker_init.connect
+def _check_worker_settings(**_: object) -> None:
+    """An inference worker whose pipeline settings cannot be used stops before it starts, naming the
+    variable (a handler's exception would only be logged by Celery, and the first model load would then fail
+    and be recorded against the version, which is not at fault)."""
+    from workers.runtime import WorkerConfigError, consumes, pipeline_config
+
+    if consumes(app, QUEUE_INFER):
+        try:
+            pipeline_config()
+        except WorkerConfigError as exc:
+            log.critical("the worker does not start: %s", exc)
+            raise SystemExit(f"leximind worker: {exc}") from None
 
 
 @worker_process_init.connect

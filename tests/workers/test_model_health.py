@@ -159,6 +159,34 @@ def test_worker_summaries_ban_repeated_trigrams_unless_told_otherwise(monkeypatc
     assert pipeline_config().no_repeat_ngram_size == 0
 
 
+def test_worker_dtype_and_bad_settings_are_named(monkeypatch, tmp_path):
+    """LEXIMIND_INFER_DTYPE=bfloat16 loads the weights in bf16 (unset: fp32 on a CPU); a setting the worker
+    cannot use stops it with the variable's name, before any model version is loaded (and blamed)."""
+    import torch
+
+    from model.artifacts import create_random_artifact
+    from workers.runtime import WorkerConfigError, init_process, pipeline_config
+
+    folder = str(create_random_artifact(tmp_path / "tiny", size="tiny", seed=0))
+    monkeypatch.delenv("LEXIMIND_INFER_DTYPE", raising=False)
+    assert next(load_pipeline(folder, "cpu").model.parameters()).dtype == torch.float32
+    monkeypatch.setenv("LEXIMIND_INFER_DTYPE", "bfloat16")
+    pipeline = load_pipeline(folder, "cpu")
+    assert next(pipeline.model.parameters()).dtype == torch.bfloat16
+    assert pipeline.run(["Shares rose after the bank cut rates."])[0].summary is not None
+    for var, value, words in [("LEXIMIND_INFER_DTYPE", "float16", "must be one of float32, bfloat16"),
+                              ("LEXIMIND_TORCH_THREADS", "two", "must be a whole number of at least 1"),
+                              ("LEXIMIND_PIPELINE_BATCH_ROWS", "0", "must be a whole number of at least 1"),
+                              ("LEXIMIND_NO_REPEAT_NGRAM", "-1", "must be a whole number of at least 0")]:
+        monkeypatch.setenv("LEXIMIND_INFER_DTYPE", "bfloat16")
+        monkeypatch.setenv(var, value)
+        with pytest.raises(WorkerConfigError, match=f"{var} {words}, got '{value}'"):
+            pipeline_config()
+        with pytest.raises(WorkerConfigError, match=var):
+            init_process(None, load_model=True)
+        monkeypatch.delenv(var)
+
+
 def test_a_new_worker_process_tries_a_recently_failed_version_at_once(
     settings, tuning, queue_texts, make_user, good_then_broken
 ):
