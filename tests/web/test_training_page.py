@@ -36,6 +36,9 @@ def test_the_form_as_it_first_shows_starts_a_run(client, admin, clean_db, tmp_pa
     response = client.post("/training/runs", data=form)
     assert response.status_code == 303, response.get_data(as_text=True)[:300]
     run_id = int(response.headers["Location"].rsplit("/", 1)[1])
+    # the message outlives the state it would name: it stayed "is queued" beside a Running, then Succeeded badge
+    flashed = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert f"Training run {run_id} is created" in flashed and "is queued" not in flashed
     client.post(f"/training/runs/{run_id}/cancel", data={"csrf_token": form["csrf_token"]})
 
 

@@ -96,7 +96,9 @@ def start():
     except UserError as exc:
         flash(exc.message, "error")
         return _page(form, exc.status)
-    flash(f"Training run {run.id} is queued. It starts as soon as a training worker is free.", "info")
+    # no state in the words: the message stays on the page while the badge below goes queued -> running -> done
+    flash(f"Training run {run.id} is created: it runs as soon as a training worker is free, and this page "
+          "follows it.", "info")
     return redirect(url_for("training.run", run_id=run.id), code=303)
 
 
