@@ -401,12 +401,15 @@ def record_feedback(session: Session, user_id: int, document: Document, *, topic
                            f"{MAX_FEEDBACK_SUMMARY:,}. Shorten it.")
     if topic_label is None and emotion_labels is None and not summary:
         raise HistoryError("Nothing to save: change the topic, the emotions or the summary first.")
+    # the labels are named: an API client has no list on screen, and 'world' is not 'World'
     if topic_label is not None and topic_label not in (result.topic_scores or {}):
-        raise HistoryError(f"{topic_label!r} is not a topic this model knows; pick one from the list.")
+        raise HistoryError(f"{topic_label!r} is not a topic this model knows; pick one from the list: "
+                           f"{', '.join(sorted(result.topic_scores or {}))}.")
     known_emotions = {e.get("label") for e in result.emotions or []}
     unknown = sorted(set(emotion_labels or []) - known_emotions)
     if unknown:
-        raise HistoryError(f"Unknown emotions {', '.join(unknown)}; pick from the list.")
+        raise HistoryError(f"Unknown emotions {', '.join(unknown)}; pick from the list: "
+                           f"{', '.join(sorted(map(str, known_emotions)))}.")
     feedback = Feedback(document_id=document.id, result_id=result.id, user_id=user_id, topic_label=topic_label,
                         emotion_labels=sorted(set(emotion_labels)) if emotion_labels is not None else None,
                         summary=summary)

@@ -136,7 +136,11 @@ def test_feedback_is_stored_and_checked(client, world, alice, clean_db):
     assert response.status_code == 201
     assert response.get_json()["topic"] == "World"
     bad = client.post(url, headers=alice.bearer, json={"topic": "Cooking"})
-    assert bad.status_code == 400 and "pick one from the list" in bad.get_json()["error"]["message"]
+    assert bad.status_code == 400 and bad.get_json()["error"]["message"] == (
+        "'Cooking' is not a topic this model knows; pick one from the list: Business, Sci/Tech, Sports, World.")
+    bad = client.post(url, headers=alice.bearer, json={"emotions": ["joy", "glee"]})
+    assert bad.status_code == 400 and bad.get_json()["error"]["message"] == (
+        "Unknown emotions glee; pick from the list: anger, fear, joy, neutral, sadness, surprise.")
     empty = client.post(url, headers=alice.bearer, json={})
     assert empty.status_code == 400 and "Nothing to save" in empty.get_json()["error"]["message"]
     not_json = client.post(url, headers=alice.bearer, data="topic=World")
