@@ -169,6 +169,8 @@ def test_history_page_keeps_the_form_and_names_a_bad_filter(client, library, ali
     response = client.get("/documents?state=lost&to=2025-01-01&from=2025-02-01")
     page = response.get_data(as_text=True)
     assert response.status_code == 400 and "Unknown state &#39;lost&#39;" in page and "swap them" in page
+    # the To left out still shows what was typed, to be fixed in place (the field came back empty)
+    assert 'name="to" value="2025-01-01" aria-invalid="true"' in page
     assert client.get("/api/v1/documents?from=31/01/2025", headers=alice.bearer).status_code == 400
 
 

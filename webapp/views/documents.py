@@ -5,7 +5,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
@@ -50,9 +50,19 @@ def history():
         page = list_documents(get_db(), flt, limit=PAGE_SIZE)
     args = {name: value for name, value in filter_args(request.args).items() if name not in problems}
     return render_template(
-        "history.html", page=page, flt=flt, args=args, choices=filter_choices(get_db()),
+        "history.html", page=page, flt=flt, args=args, choices=filter_choices(get_db()), typed_dates={
+            name: _iso_date_or_empty(request.args.get(name, "")) for name in ("from", "to")},
         sorts=SORT_WORDS, states=[s.value for s in DocState], problems=problems, problem_words=PROBLEM_WORDS,
     ), 400 if problems else 200
+
+
+def _iso_date_or_empty(raw: str) -> str:
+    """A date as typed, for the form to show again when the filter left it out (a To before From); "" for one
+    a date field cannot show anyway."""
+    try:
+        return date.fromisoformat(raw.strip()).isoformat()
+    except ValueError:
+        return ""
 
 
 def _export_row(row) -> dict:
