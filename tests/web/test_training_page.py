@@ -60,3 +60,14 @@ def test_roll_back_is_offered_only_with_a_version_to_go_back_to(client, admin, c
     client.post("/training/models/rollback", data={"csrf_token": token})
     with session_scope(clean_db) as session:
         assert versions.active_version_id(session) == v1
+
+
+def test_runs_show_data_sets_tasks_and_methods_by_name(client, world, admin):
+    """The runs table and a run's settings showed the keys (ag_news, topic, lora), not the form's words."""
+    sign_in(client, admin)
+    table = client.get("/training").get_data(as_text=True)
+    row = table[table.index(f'href="/training/runs/{world.run_id}">#{world.run_id}<'):]
+    row = row[:row.index("</tr>")]
+    assert "AG News" in row and "Topic" in row and ">LoRA<" in row and "ag_news" not in row
+    settings = client.get(f"/training/runs/{world.run_id}").get_data(as_text=True)
+    assert "<strong>AG News</strong>" in settings and "<strong>Topic</strong>" in settings

@@ -25,11 +25,16 @@ from webapp.training_params import (
     DEFAULT_LEARNING_RATE,
     METHODS,
     TASKS,
+    dataset_name,
     topic_mismatch_words,
     topic_mismatches,
 )
 
 bp = Blueprint("training", __name__, url_prefix="/training")
+
+# the names the form uses, for the runs table and a run's settings (they showed the keys: ag_news, lora)
+WORDS = {"dataset_names": {key: dataset_name(key) for key in DATASETS}, "task_names": TASKS,
+         "method_names": {"lora": "LoRA", "full": "Full fine-tune"}}
 
 COMPARED_VERSIONS = 6
 
@@ -68,7 +73,7 @@ def _page(form: TrainingForm | None = None, status: int = 200):
         live=live, versions=all_versions, compared=compared, rollback_to=_rollback_target(all_versions),
         metric_rows=metric_table([v.metrics or {} for v in compared]), headers=[v.name for v in compared],
         datasets=DATASETS, tasks=TASKS, methods=METHODS, default_lr=DEFAULT_LEARNING_RATE,
-        topic_warnings=topic_warnings,
+        topic_warnings=topic_warnings, **WORDS,
     ), status
 
 
@@ -118,7 +123,7 @@ def run(run_id: int):
         "run.html", run=training_run, chart=loss_chart(training_run.history or []), version=version,
         lr_chart=learning_rate_chart(training_run.history or []),
         headers=[name for name, _ in columns], metric_rows=metric_table([metrics for _, metrics in columns]),
-        action_form=ActionForm(), methods=METHODS,
+        action_form=ActionForm(), methods=METHODS, **WORDS,
     )
 
 
