@@ -180,6 +180,17 @@ def heartbeat(session: Session, lease: str, lease_seconds: float) -> int:
     return result.rowcount
 
 
+def refund_documents(session: Session, ids: list[int], lease: str) -> int:
+    """Hand charged documents back with their attempt refunded: the model failed, not they (it failed on a
+    plain probe text too; see ``workers.inference``), so the try must not count towards failing them."""
+    if not ids:
+        return 0
+    return session.execute(
+        update_held(lease, DocState.PROCESSING, Document.id.in_(ids), state=DocState.QUEUED.value,
+                    attempts=func.greatest(Document.attempts - 1, 0))
+    ).rowcount
+
+
 def release_documents(session: Session, ids: list[int], lease: str) -> int:
     """Hand claimed, untried documents back (the model changed, time is up, the worker stops).
 

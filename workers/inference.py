@@ -9,6 +9,10 @@ and the next round loads the new version.
 
 Failure handling, by where it happens:
 - one document's input makes the model raise: that document fails (``inference_error``), alone;
+- documents fail and the model also fails on a plain probe text (``PROBE_TEXT``): the model or the code is
+  broken, not the documents. The failure is recorded on the version (as a load failure is: the previous good
+  version serves meanwhile, or documents wait, and the version is tried again after the retry interval) and
+  the documents go back to ``queued`` with their attempt refunded, so a broken model fails no document;
 - every document of a batch fails the same way, or the error looks transient (out of memory, lost
   connection): each goes back to ``queued`` with an exponential backoff until ``max_attempts``;
 - the process dies (SIGKILL, OOM killer) or the database is unreachable: nothing is written; the lease
@@ -30,11 +34,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from db.leases import ClaimedDocument, claim_queued, release_documents, start_attempts
+from db.leases import ClaimedDocument, claim_queued, refund_documents, release_documents, start_attempts
 from db.models import DocState, ModelVersion, Result
 from db.outcomes import complete_documents, fail_documents, retry_documents, reusable_results
 from db.session import session_scope
-from db.versions import serving_version_id
+from db.versions import record_load_failure, serving_version_id
 from leximind.config import JobTuning, Settings
 from workers.lease import LeaseHeartbeat
 from workers.model_resolution import serving_predictor
@@ -44,6 +48,9 @@ log = logging.getLogger(__name__)
 # set when this process is asked to stop (SIGTERM; workers/celery_app.py): the loop finishes the batch it is
 # running, hands back what it claimed but has not started, and claims nothing more
 stop_requested = threading.Event()
+
+# run when documents fail: if the model fails on this too, the fault is not in the documents
+PROBE_TEXT = "The city council met on Tuesday and agreed on next year's budget for schools and roads."
 
 
 class Predictor(Protocol):
@@ -66,6 +73,7 @@ class LoopReport:
     retried: int = 0
     released: int = 0
     lease_lost: int = 0  # results computed but not written: another worker owns the rows now
+    refunded: int = 0  # handed back uncharged: the model failed on the probe text too
     no_model: bool = False
     stopped: bool = False  # ran out of time with work possibly left (see ``max_seconds``)
     rounds: int = 0
@@ -199,10 +207,45 @@ def _process_claim(
             if not batch:
                 continue
             outcomes = _predict_isolating(predictor, batch)
+            if any(o.error is not None and not o.transient for o in outcomes):
+                broken = _probe(predictor)
+                if broken is not None:
+                    outcomes = _hold_for_broken_model(database_url, outcomes, version, broken, lease, report)
             if len(batch) > 1 and all(o.error is not None for o in outcomes):
                 for o in outcomes:  # the same failure everywhere points at the model or the machine
                     o.transient = True
             _write(database_url, outcomes, version, lease, tuning, settings, report)
+
+
+def _probe(predictor: Predictor) -> BaseException | None:
+    """The model's error on a plain text, or None when it handles one."""
+    try:
+        predictor.run([PROBE_TEXT])
+    except Exception as exc:  # noqa: BLE001 - whatever it is, it is the model's, not a document's
+        return exc
+    return None
+
+
+def _hold_for_broken_model(
+    database_url: str,
+    outcomes: list[_Outcome],
+    version: ModelVersion,
+    broken: BaseException,
+    lease: str,
+    report: LoopReport,
+) -> list[_Outcome]:
+    """The model fails on the probe text too: hand the failed documents back with their attempt refunded
+    and record the failure on the version (the loop then serves the previous good version, or none).
+    Returns the outcomes left to write (the successes)."""
+    failed = [i for o in outcomes if o.error is not None and not o.transient for i in o.group.ids]
+    reason = f"{type(broken).__name__}: {broken}"
+    log.error("model version %s fails on a plain probe text (%s): %d document(s) go back to the queue",
+              version.name, reason, len(failed))
+    with session_scope(database_url) as session:
+        report.refunded += refund_documents(session, failed, lease)
+        record_load_failure(session, version.id, f"it fails on every document, even a plain probe text "
+                                                 f"({reason}); its documents wait in the queue, uncharged")
+    return [o for o in outcomes if o.error is None or o.transient]
 
 
 def _reuse_existing(

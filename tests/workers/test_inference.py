@@ -5,10 +5,10 @@ from __future__ import annotations
 from sqlalchemy import func, select, text, update
 
 from db.leases import claim_queued
-from db.models import DocState, Document, Result
+from db.models import DocState, Document, ModelVersion, Result
 from db.outcomes import complete_documents
 from db.session import session_scope
-from db.versions import activate_version, register_version
+from db.versions import activate_version, model_status, register_version
 from tests.workers.conftest import documents
 from tests.workers.fakes import POISON, FakePredictor
 from workers.inference import process_queue, result_values
@@ -91,8 +91,9 @@ def test_bisection_fails_the_poison_document_alone(settings, tuning, queue_texts
     assert poison.error_code == "inference_error"
     assert "choked" in poison.error_message
     assert all(d.state == DocState.DONE.value for i, d in docs.items() if i != ids[5])
-    # one batch of 8, then halves down to the culprit: 8 -> 4+4 -> 2+2 -> 1+1
-    assert len(predictor.calls) <= 1 + 2 + 2 + 2
+    # one batch of 8, then halves down to the culprit: 8 -> 4+4 -> 2+2 -> 1+1, and one probe text that
+    # the model handles (so the fault is the document's)
+    assert len(predictor.calls) <= 1 + 2 + 2 + 2 + 1
 
 
 def test_transient_errors_back_off_then_fail_with_a_reason(settings, tuning, queue_texts, version_id):
@@ -131,6 +132,52 @@ def test_a_whole_batch_failing_alike_is_retried_not_failed(settings, tuning, que
     report = run_loop(settings, tuning, FakePredictor(fail=broken_then_fine))
     assert report.done == 3
     assert {d.state for d in documents(settings.database_url, ids).values()} == {DocState.DONE.value}
+
+
+def _broken_on_everything(texts):
+    return TypeError("ClassifierOutput.topic_probabilities() takes 1 positional argument but 2 were given")
+
+
+def test_a_model_that_fails_on_everything_fails_no_document(settings, tuning, queue_texts, version_id):
+    """Stale code or a broken version makes every document fail: the probe text fails too, so the documents
+    go back uncharged and the failure is recorded on the version (was: each document failed after one
+    retry, told to check that its file holds ordinary text)."""
+    ids = queue_texts(["one plain text", "another plain text", "a third"])
+    report = run_loop(settings, tuning, FakePredictor(fail=_broken_on_everything))
+    assert report.failed == 0 and report.refunded == 3 and report.no_model
+    docs = documents(settings.database_url, ids)
+    assert all(d.state == DocState.QUEUED.value and d.attempts == 0 for d in docs.values())
+    with session_scope(settings.database_url) as session:
+        status = model_status(session)
+        error = session.get(ModelVersion, version_id).load_error
+    assert "plain probe text" in error and "TypeError" in error and "uncharged" in error
+    assert status.state == "failed" and "plain probe text" in status.message
+    # nothing is claimed again until the retry interval has passed, then the repaired model runs them
+    assert run_loop(settings, tuning, FakePredictor()).claimed == 0
+    tuning.model_retry_s = 0.0
+    report = run_loop(settings, tuning, FakePredictor())
+    assert report.done == 3
+    with session_scope(settings.database_url) as session:
+        assert session.get(ModelVersion, version_id).load_error is None
+
+
+def test_while_the_active_version_fails_on_everything_the_previous_one_serves(
+    settings, tuning, queue_texts, version_id
+):
+    ids = queue_texts([f"plain text {i}" for i in range(6)])
+    tuning.infer_batch_docs = 2
+    with session_scope(settings.database_url) as session:
+        newer = register_version(session, path="/nonexistent/newer", source="trained", activate=True).id
+    broken, good = FakePredictor(version="newer", fail=_broken_on_everything), FakePredictor(version="older")
+    report = process_queue(settings.database_url, lambda v: broken if v.id == newer else good,
+                           settings=settings, tuning=tuning, worker_name="test-worker")
+    assert report.done == 6 and report.failed == 0 and report.refunded == 2
+    docs = documents(settings.database_url, ids)
+    assert {d.state for d in docs.values()} == {DocState.DONE.value}
+    with session_scope(settings.database_url) as session:
+        summaries = session.scalars(select(Result.summary)).all()
+        assert model_status(session).state == "degraded"
+    assert all(s.startswith("older:") for s in summaries)
 
 
 def test_identical_content_reuses_the_result_across_owners(
