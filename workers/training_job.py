@@ -61,6 +61,7 @@ class ProgressWriter:
         self.database_url, self.run_id, self.interval_s = database_url, run_id, interval_s
         self.pending: list[dict[str, Any]] = []
         self.last_write = 0.0
+        self.unwritten: dict[str, Any] | None = None  # the newest progress a throttled call did not write
 
     def __call__(self, progress: Any) -> None:
         from model.training.trainer import TrainingCancelled
@@ -74,17 +75,20 @@ class ProgressWriter:
             self.pending.append(point)
         now = time.monotonic()
         if progress.phase == "train" and now - self.last_write < self.interval_s:
+            self.unwritten = progress.to_dict()
             return
         with session_scope(self.database_url) as session:
             cancel = update_progress(session, self.run_id, progress.to_dict(), self.pending)
-        self.pending, self.last_write = [], now
+        self.pending, self.last_write, self.unwritten = [], now, None
         if cancel:
             raise TrainingCancelled(f"training run {self.run_id} was cancelled at step {progress.step}")
 
     def phase(self, name: str) -> None:
+        """The run moved past training: the last steps' progress (which throttling may have held back: the
+        run page then said step 100 of 106 for a finished run) is written with the new phase."""
         with session_scope(self.database_url) as session:
-            update_progress(session, self.run_id, {"phase": name}, self.pending)
-        self.pending = []
+            update_progress(session, self.run_id, {**(self.unwritten or {}), "phase": name}, self.pending)
+        self.pending, self.unwritten = [], None
 
 
 def run_training_run(
