@@ -28,6 +28,9 @@ ERRORS: dict[int, tuple[str, str, str]] = {
           "There is nothing here, or it belongs to someone else. Check the address, or go back to your history."),
     405: ("method_not_allowed", "Method not allowed",
           "This address does not accept that kind of request; see /api/v1/openapi.json for what it accepts."),
+    409: ("conflict", "Not possible right now",
+          "That conflicts with the current state (for example a training run is already going). Reload the page "
+          "and try again."),
     413: ("payload_too_large", "Upload too large",
           "The upload is over the size limit. Send fewer or smaller files, in several uploads if need be."),
     415: ("unsupported_media_type", "Unsupported content type", "Send the body in the format the endpoint expects."),

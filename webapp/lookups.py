@@ -13,6 +13,7 @@ from flask import current_app
 
 from db.history import JobStatus, get_owned_document, job_status, measured_throughput
 from db.models import Document
+from webapp.auth import is_api_request
 from webapp.database import get_db
 from webapp.errors import UserError
 
@@ -33,11 +34,16 @@ def current_throughput() -> float | None:
     return value
 
 
+def _listed_under(page: str, api_path: str) -> str:
+    """Where the caller's own things are listed: the page's name, and the endpoint for an API client."""
+    return f"under {page} (GET {api_path})" if is_api_request() else f"under {page}"
+
+
 def owned_job_status(owner_id: int, job_id: int) -> JobStatus:
     status = job_status(get_db(), owner_id, job_id, throughput=current_throughput())
     if status is None:
         raise UserError(404, "not_found", f"Job {job_id} does not exist or is not yours. Your uploads are "
-                        "listed under Jobs (GET /api/v1/jobs).")
+                        f"listed {_listed_under('Jobs', '/api/v1/jobs')}.")
     return status
 
 
@@ -45,5 +51,5 @@ def owned_document(owner_id: int, document_id: int) -> Document:
     document = get_owned_document(get_db(), owner_id, document_id)
     if document is None:
         raise UserError(404, "not_found", f"Document {document_id} does not exist or is not yours. Your "
-                        "documents are listed under History (GET /api/v1/documents).")
+                        f"documents are listed {_listed_under('History', '/api/v1/documents')}.")
     return document

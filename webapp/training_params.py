@@ -39,13 +39,15 @@ class ParamError(ValueError):
 
 
 def _names(value: Any, allowed: dict[str, str], what: str) -> list[str]:
+    # the form's names for people, the keys for API clients: "AG News — topic (ag_news), ..."
+    choices = ", ".join(f"{label} ({key})" for key, label in allowed.items())
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not value:
-        raise ParamError(f"Choose at least one of the {what}: {', '.join(allowed)}.")
+        raise ParamError(f"Choose at least one of the {what}: {choices}.")
     unknown = [v for v in value if v not in allowed]
     if unknown:
-        raise ParamError(f"Unknown {what}: {', '.join(map(str, unknown))}; choose from {', '.join(allowed)}.")
+        raise ParamError(f"Unknown {what}: {', '.join(map(str, unknown))}; choose from {choices}.")
     return sorted(set(value), key=list(allowed).index)
 
 

@@ -59,3 +59,13 @@ def test_api_honours_the_documented_shape_and_refuses_a_topic_head_mismatch(clie
     schema = spec["components"]["schemas"]["TrainingRequest"]
     assert schema["additionalProperties"] is False and set(schema["properties"]["train"]["properties"]) == {
         "tasks", "learning_rate", "mode"}
+
+
+def test_a_missing_or_unknown_choice_lists_the_choices_by_name_and_key():
+    with pytest.raises(ParamError) as missing:
+        parse_training_request({"datasets": [], "tasks": ["topic"]})
+    assert str(missing.value).startswith("Choose at least one of the datasets: AG News — topic (ag_news), ")
+    with pytest.raises(ParamError) as unknown:
+        parse_training_request({"datasets": ["bbc"], "tasks": ["topics"]})
+    assert str(unknown.value) == ("Unknown tasks: topics; choose from Summary (summary), Topic (topic), "
+                                  "Emotions (emotion).")

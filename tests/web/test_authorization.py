@@ -121,3 +121,23 @@ def test_admin_can_use_admin_routes(client, world, admin):
     for url in ("/training", f"/training/runs/{world.run_id}", f"/training/runs/{world.run_id}/chart",
                 "/admin/users"):
         assert client.get(url).status_code == 200, url
+
+
+def test_a_missing_document_says_where_yours_are_in_the_callers_terms(client, world, alice, bob):
+    """A page names the page (History, Jobs); an API client also gets the endpoint."""
+    theirs = world.bob_docs[0]
+    sign_in(client, alice)
+    page = client.get(f"/documents/{theirs}").get_data(as_text=True)
+    assert "documents are listed under History." in page and "GET /api" not in page
+    api = client.get(f"/api/v1/documents/{theirs}", headers=alice.bearer).get_json()["error"]["message"]
+    assert api.endswith("documents are listed under History (GET /api/v1/documents).")
+
+
+def test_a_conflict_page_says_what_kind_of_refusal_it_is(app):
+    from webapp.errors import error_response
+
+    with app.test_request_context("/training"):
+        response = error_response(409, "Training run 3 is still queued or running.")
+    body = response.get_data(as_text=True)
+    assert response.status_code == 409 and "Not possible right now" in body
+    assert "could not be understood" not in body
