@@ -162,9 +162,10 @@ def encode_cursor(row: HistoryRow, sort: str) -> str:
 def _decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
     try:
         made_for, key, row_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(key, str) or not isinstance(row_id, int):
+            raise TypeError("a cursor holds a text key and a whole-number id")  # else the query itself fails
         if SORTS[sort][0] is Document.created_at:
             key = datetime.fromisoformat(key)
-        row_id = int(row_id)
     except (ValueError, TypeError) as exc:
         raise HistoryError("That page link is broken or out of date; go back to the first page.") from exc
     if made_for != sort:

@@ -1,7 +1,9 @@
 """The JSON API against its contract (docs/contracts.md, issue 3) and its OpenAPI document."""
 from __future__ import annotations
 
+import base64
 import io
+import json
 import re
 
 import pytest
@@ -119,6 +121,15 @@ def test_list_documents_filters_and_pages(client, world, alice):
     bad = client.get("/api/v1/documents?from=yesterday", headers=alice.bearer)
     assert bad.status_code == 400 and "2025-01-31" in bad.get_json()["error"]["message"]
     assert client.get("/api/v1/documents?limit=0", headers=alice.bearer).status_code == 400
+
+
+@pytest.mark.parametrize("parts", [["name", 5, 1], ["name", {"a": 1}, 1], ["name", None, 1], ["name", "a", "1"],
+                                   ["newest", 5, 1]])
+def test_a_forged_cursor_is_a_400_not_a_500(client, world, alice, parts):
+    cursor = base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
+    response = client.get(f"/api/v1/documents?sort={parts[0]}&after={cursor}", headers=alice.bearer)
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["error"]["code"] == "invalid_cursor"
 
 
 @pytest.mark.parametrize("other", ["oldest", "name", "name_desc"])
