@@ -148,7 +148,7 @@ def _filtered(flt: HistoryFilter, *, rows: bool = True) -> Select:
         stmt = stmt.where(ModelVersion.name == flt.model_version)
     if flt.date_from:
         stmt = stmt.where(Document.created_at >= datetime.combine(flt.date_from, time.min, UTC))
-    if flt.date_to:
+    if flt.date_to and flt.date_to < date.max:  # up to 9999-12-31 bounds nothing (and has no next day)
         stmt = stmt.where(Document.created_at < datetime.combine(flt.date_to + timedelta(days=1), time.min, UTC))
     return stmt
 

@@ -118,6 +118,8 @@ def test_list_documents_filters_and_pages(client, world, alice):
     assert len(body["documents"]) == 2 and body["total"] == 3 and body["next_cursor"]
     rest = client.get(f"/api/v1/documents?limit=2&after={body['next_cursor']}", headers=alice.bearer).get_json()
     assert len(rest["documents"]) == 1 and rest["next_cursor"] is None
+    widest = client.get("/api/v1/documents?from=0001-01-01&to=9999-12-31", headers=alice.bearer)
+    assert widest.status_code == 200 and widest.get_json()["total"] == 3
     bad = client.get("/api/v1/documents?from=yesterday", headers=alice.bearer)
     assert bad.status_code == 400 and "2025-01-31" in bad.get_json()["error"]["message"]
     assert client.get("/api/v1/documents?limit=0", headers=alice.bearer).status_code == 400
