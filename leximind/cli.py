@@ -433,9 +433,10 @@ def dataset_files(path: Path, text_column: str | None, limit: int | None) -> Ite
         return row[column]
 
     def rows() -> Iterator[UploadedFile]:
-        if path.is_dir():
+        if path.is_dir():  # hidden files and folders (.DS_Store, .git/) are not documents
             for file in sorted(p for p in path.rglob("*") if p.is_file()):
-                yield UploadedFile(file.name, file.read_bytes())
+                if not any(part.startswith(".") for part in file.relative_to(path).parts):
+                    yield UploadedFile(file.name, file.read_bytes())
         elif path.suffix == ".jsonl":  # utf-8-sig: a byte-order mark (Excel, Notepad) is not part of row 1
             with path.open(encoding="utf-8-sig") as handle:
                 for n, line in enumerate(handle, 1):

@@ -276,3 +276,13 @@ def test_import_dataset_holds_files_to_the_upload_limit(env, tmp_path, monkeypat
                                                " big.txt (3.0 MB); nothing was imported")
     with session_scope(env) as session:
         assert session.scalar(select(func.count()).select_from(Document)) == 0
+
+
+def test_dataset_folder_leaves_out_hidden_files_and_folders(tmp_path):
+    (tmp_path / ".git" / "objects").mkdir(parents=True)
+    (tmp_path / ".git" / "objects" / "ab12").write_bytes(b"blob")
+    (tmp_path / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.md").write_text("# A")
+    (tmp_path / "b.txt").write_text("b")
+    assert [f.filename for f in dataset_files(tmp_path, None, None)] == ["b.txt", "a.md"]
