@@ -253,6 +253,31 @@ class ModelStatus:
         }
 
 
+# a version's headline numbers, in the order pages show them (the full report is the artifact's metrics.json)
+HEADLINE_METRICS = ("held_out_score", "topic_accuracy", "topic_macro_f1", "topic_ece", "emotion_micro_f1",
+                    "emotion_macro_f1", "rouge1", "rougeL")
+
+
+def headline_metrics(metrics: dict[str, Any] | None) -> dict[str, float | None]:
+    """The headline numbers of a training run's full report (``{"test": {...}, "held_out_score": ...}``), or
+    of a version row's metrics (already headline numbers): one shape, so runs and versions compare."""
+    metrics = metrics or {}
+    test = metrics.get("test")
+    if not isinstance(test, dict):
+        return {name: metrics.get(name) for name in HEADLINE_METRICS}
+    topic, emotion, summary = (test.get(task) or {} for task in ("topic", "emotion", "summary"))
+    return {
+        "held_out_score": metrics.get("held_out_score"),
+        "topic_accuracy": topic.get("accuracy"),
+        "topic_macro_f1": topic.get("macro_f1"),
+        "topic_ece": ((topic.get("calibration") or {}).get("after") or {}).get("ece"),
+        "emotion_micro_f1": emotion.get("micro_f1"),
+        "emotion_macro_f1": emotion.get("macro_f1"),
+        "rouge1": summary.get("rouge1"),
+        "rougeL": summary.get("rougeL"),
+    }
+
+
 def model_status(session: Session, owner_id: int | None = None) -> ModelStatus:
     """ "Ready (v3)", or "no model yet: starter training at 42%", in words a person can act on.
 

@@ -5,6 +5,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from db.versions import headline_metrics
+
 
 @dataclass
 class Series:
@@ -95,18 +97,18 @@ def learning_rate_chart(history: list[dict[str, Any]]) -> LineChart | None:
     return line_chart({"learning rate": _series(history, "lr")}, y_label="learning rate", height=140)
 
 
-def flatten_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    """{"topic": {"accuracy": 0.9}} -> {"topic accuracy": 0.9}; only numbers are kept."""
-    flat: dict[str, float] = {}
-    for key, value in (metrics or {}).items():
-        name = f"{prefix}{key}".replace("_", " ")
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, int | float) and math.isfinite(value):
-            flat[name] = float(value)
-        elif isinstance(value, dict):
-            flat.update(flatten_metrics(value, name + " "))
-    return flat
+# headline metric -> (label, lower is better)
+METRIC_LABELS = {
+    "held_out_score": ("Held-out score (mean over the tasks it has)", False),
+    "topic_accuracy": ("Topic accuracy", False),
+    "topic_macro_f1": ("Topic macro-F1", False),
+    "topic_ece": ("Topic calibration error (ECE)", True),
+    "emotion_micro_f1": ("Emotion micro-F1", False),
+    "emotion_macro_f1": ("Emotion macro-F1", False),
+    "rouge1": ("Summary ROUGE-1", False),
+    "rougeL": ("Summary ROUGE-L", False),
+}
+_TASK_MARKERS = ("topic_accuracy", "emotion_micro_f1", "rougeL")  # which tasks a column was scored on
 
 
 @dataclass
@@ -115,18 +117,28 @@ class MetricRow:
     cells: list[tuple[float | None, float, bool]]  # (value, bar fraction 0..1, best in the row)
 
 
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(
+        value) else None
+
+
 def metric_table(columns: list[dict[str, Any]]) -> list[MetricRow]:
-    """Metrics side by side: one row per metric, one cell per column (a version or a run)."""
-    flats = [flatten_metrics(c) for c in columns]
-    names = sorted({name for flat in flats for name in flat})
+    """Headline metrics side by side: one row per metric, one cell per column (a run's full report or a
+    version's headline numbers, read into one shape by ``db.versions.headline_metrics``).
+
+    The best cell of a row is marked only where the columns differ; the held-out score only among columns
+    scored on the same tasks (a topic-only version's mean is not comparable with a three-task one's)."""
+    heads = [{k: _number(v) for k, v in headline_metrics(c).items()} for c in columns]
+    tasks = {tuple(h[m] is not None for m in _TASK_MARKERS) for h in heads if h["held_out_score"] is not None}
     rows = []
-    for name in names:
-        values = [flat.get(name) for flat in flats]
+    for key, (label, lower_is_better) in METRIC_LABELS.items():
+        values = [h[key] for h in heads]
         known = [v for v in values if v is not None]
-        top = max((abs(v) for v in known), default=0.0) or 1.0
-        lower_is_better = "loss" in name or "perplexity" in name
-        # mark a winner only where the columns differ
-        best = (min(known) if lower_is_better else max(known)) if len(set(known)) > 1 else None
-        rows.append(MetricRow(name, [(v, abs(v) / top if v is not None else 0.0, v is not None and v == best)
-                                     for v in values]))
+        if not known:
+            continue
+        top = max(abs(v) for v in known) or 1.0
+        comparable = len(set(known)) > 1 and (key != "held_out_score" or len(tasks) == 1)
+        best = (min(known) if lower_is_better else max(known)) if comparable else None
+        rows.append(MetricRow(label, [(v, abs(v) / top if v is not None else 0.0, v is not None and v == best)
+                                      for v in values]))
     return rows

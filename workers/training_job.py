@@ -22,7 +22,7 @@ from typing import Any
 from db.models import RunState
 from db.session import session_scope
 from db.training_runs import RunError, corrections, finish_run, heartbeat_run, start_run, update_progress
-from db.versions import active_version, register_version
+from db.versions import active_version, headline_metrics, register_version
 from leximind.config import Settings
 from workers.lease import Heartbeat
 
@@ -234,14 +234,4 @@ def _compare_with_active(active: ActiveInfo | None, outcome: Any, spec: Any, dev
 
 def _version_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     """What the version row keeps: the headline numbers (the full report is the artifact's metrics.json)."""
-    test = metrics.get("test", {})
-    return {
-        "held_out_score": metrics.get("held_out_score"),
-        "topic_accuracy": test.get("topic", {}).get("accuracy"),
-        "topic_macro_f1": test.get("topic", {}).get("macro_f1"),
-        "emotion_micro_f1": test.get("emotion", {}).get("micro_f1"),
-        "emotion_macro_f1": test.get("emotion", {}).get("macro_f1"),
-        "rouge1": test.get("summary", {}).get("rouge1"),
-        "rougeL": test.get("summary", {}).get("rougeL"),
-        "comparison": metrics.get("comparison"),
-    }
+    return {**headline_metrics(metrics), "comparison": metrics.get("comparison")}
