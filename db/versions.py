@@ -309,7 +309,7 @@ def model_status(session: Session, owner_id: int | None = None) -> ModelStatus:
         return ModelStatus(
             "training",
             f"No model yet: starter training run {run.id}{of} is {run.state}{at}. "
-            f"{queue} wait in the queue and will be processed when it finishes.",
+            f"{queue} in the queue and will be processed when it finishes.",
             run_id=run.id,
             progress_pct=pct,
             waiting_documents=waiting,
@@ -324,7 +324,7 @@ def model_status(session: Session, owner_id: int | None = None) -> ModelStatus:
         return ModelStatus(
             "waiting",
             f"{ended}. The workers start it again {then} (try {starter_tries(session) + 1} of "
-            f"{params.get('max_tries')}); {queue} wait in the queue.",
+            f"{params.get('max_tries')}); {queue} in the queue.",
             run_id=run.id,
             waiting_documents=waiting,
         )
@@ -354,7 +354,7 @@ def _unloadable(session: Session, version: ModelVersion, queue: _WaitingWords) -
         )
     return ModelStatus(
         "failed",
-        f"{problem}, and no earlier version can stand in. {queue} wait in the queue; nothing "
+        f"{problem}, and no earlier version can stand in. {queue} in the queue; nothing "
         "is lost. The workers try again every few minutes; an admin can fix the files or activate another "
         "version.",
         version=version.name,
@@ -369,7 +369,9 @@ class _WaitingWords:
     own: bool  # only the reader's documents were counted
 
     def __str__(self) -> str:
-        return f"{self.count} of your document(s)" if self.own else f"{self.count} document(s)"
+        """'1 of your documents waits', '3 documents wait': the count with its verb."""
+        noun = "documents" if self.own or self.count != 1 else "document"
+        return f"{self.count} {'of your ' if self.own else ''}{noun} {'waits' if self.count == 1 else 'wait'}"
 
 
 def _duration(seconds_: float) -> str:

@@ -58,10 +58,10 @@ def test_people_see_their_own_waiting_documents_and_admins_everyones(client, ali
         for person in (alice, bob, admin)
     }
     assert [seen[p.email]["waiting_documents"] for p in (alice, bob, admin)] == [2, 3, 5]
-    assert "2 of your document(s) wait" in seen[alice.email]["message"]
+    assert "2 of your documents wait" in seen[alice.email]["message"]
     sign_in(client, alice)
     page = html.unescape(client.get("/upload").get_data(as_text=True))
-    assert "2 of your document(s) wait" in page and "5 document(s)" not in page
+    assert "2 of your documents wait" in page and "5 documents" not in page
 
     # /readyz is public: anonymous callers get the model's state, not the queue nor the load error
     client.post("/logout", data={"csrf_token": csrf_from(page)})
@@ -71,3 +71,10 @@ def test_people_see_their_own_waiting_documents_and_admins_everyones(client, ali
     ready = {person.email: client.get("/readyz", headers=person.bearer).get_json()["model"]
              for person in (alice, admin)}
     assert [ready[p.email]["waiting_documents"] for p in (alice, admin)] == [2, 5]
+
+
+def test_waiting_counts_read_as_english():
+    from db.versions import _WaitingWords
+
+    assert [str(_WaitingWords(n, own)) for n, own in ((1, False), (3, False), (1, True), (2, True))] == [
+        "1 document waits", "3 documents wait", "1 of your documents waits", "2 of your documents wait"]

@@ -116,8 +116,8 @@ def test_model_status_counts_only_the_readers_waiting_documents(clean_db, queue_
         session.flush()
         mine, theirs, everyone = (model_status(session, owner_id=o) for o in (ada, bob, None))
     assert (mine.waiting_documents, theirs.waiting_documents, everyone.waiting_documents) == (2, 1, 3)
-    assert "2 of your document(s) wait" in mine.message and "3" not in mine.message.split("%")[-1]
-    assert "3 document(s) wait" in everyone.message
+    assert "2 of your documents wait" in mine.message and "3" not in mine.message.split("%")[-1]
+    assert "3 documents wait" in everyone.message
 
 
 class RecordingCelery:
