@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 import redis
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, jsonify, render_template, request
 from flask_login import current_user
 from sqlalchemy import text
 
@@ -90,4 +90,13 @@ def readyz():
     ready = all(check["ok"] for check in checks.values())
     # the model's state is reported, not required: the app serves (and documents wait) while none loads
     model = _model() if checks["database"]["ok"] else None
-    return jsonify(status="ready" if ready else "not ready", checks=checks, model=model), 200 if ready else 503
+    code = 200 if ready else 503
+    if _prefers_html():  # a person who followed the footer's Status link
+        return render_template("status.html", ready=ready, checks=checks, model=model), code
+    return jsonify(status="ready" if ready else "not ready", checks=checks, model=model), code
+
+
+def _prefers_html() -> bool:
+    """A browser asks for text/html over anything else; curl, probes and scripts (*/* or JSON) get JSON."""
+    accept = request.accept_mimetypes
+    return accept["text/html"] > accept["application/json"]

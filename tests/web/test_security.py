@@ -248,3 +248,15 @@ def test_old_sessions_are_refused(app_factory, alice):
     sign_in(client, alice)
     time.sleep(1.5)
     assert client.get("/account").status_code == 302
+
+
+def test_readiness_is_a_page_for_a_browser_and_json_for_probes(client):
+    browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    page = client.get("/readyz", headers={"Accept": browser})
+    text = page.get_data(as_text=True)
+    assert page.status_code == 503 and page.mimetype == "text/html"  # no worker runs in this test
+    assert "Status: not ready" in text and "Database" in text and "leximind worker" in text
+    assert "does not answer" in text
+    for accept in ("*/*", "application/json", None):
+        probe = client.get("/readyz", headers={"Accept": accept} if accept else {})
+        assert probe.status_code == 503 and probe.get_json()["status"] == "not ready"
