@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Select, asc, bindparam, desc, func, select, true, tuple_
+from sqlalchemy import Select, asc, bindparam, desc, func, or_, select, true, tuple_
 from sqlalchemy.orm import Session
 
 from db.jobs import JobProgress
@@ -122,6 +122,16 @@ def _reads_results(flt: HistoryFilter) -> bool:
     return bool(flt.topic or flt.emotion or flt.model_version)
 
 
+def _matches(q: str) -> Any:
+    """Words in the title, file name or text (web-search syntax, stemmed), or, for a query of one term, a part
+    of the file name ("doc_010" finds doc_010.txt: the text parser reads a file name as one token)."""
+    words = Document.search.op("@@")(func.websearch_to_tsquery("english", q))
+    if " " in q or '"' in q:
+        return words
+    pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return or_(words, Document.filename.ilike(pattern, escape="\\"))
+
+
 def _filtered(flt: HistoryFilter, *, rows: bool = True) -> Select:
     """The filtered documents; `rows=False` selects only ids and joins results only if a filter needs them."""
     latest = _latest_result()
@@ -137,7 +147,7 @@ def _filtered(flt: HistoryFilter, *, rows: bool = True) -> Select:
         stmt = stmt.outerjoin(latest, true()).outerjoin(ModelVersion, ModelVersion.id == latest.c.model_version_id)
     stmt = stmt.where(Document.owner_id == flt.owner_id)
     if flt.q.strip():
-        stmt = stmt.where(Document.search.op("@@")(func.websearch_to_tsquery("english", flt.q.strip())))
+        stmt = stmt.where(_matches(flt.q.strip()))
     if flt.state:
         stmt = stmt.where(Document.state == flt.state)
     if flt.topic:

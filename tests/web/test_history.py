@@ -66,6 +66,11 @@ def test_filters_each_narrow_to_the_right_documents(clean_db, library, alice):
         assert find(q="football") == {library[i] for i in range(0, 30, 3) if i % 10 != 9}
         assert find(q="market") == {library[i] for i in range(1, 30, 3) if i % 10 != 9}  # stemmed: "markets"
         assert find(q="doc-09.txt") == {library[9]}
+        # one term is also a part of a file name (the text parser keeps a file name as one token); LIKE's
+        # wildcards in it are literal: no file is named doc_0..., and none holds a %
+        assert find(q="doc-0") == {library[i] for i in range(10)}
+        assert find(q="C-1") == {library[i] for i in range(10, 20)}
+        assert find(q="doc_0") == set() and find(q="%") == set()
         assert find(q="football -report") == set()
         assert find(q="football", topic="Sports", emotion="joy") == {library[0], library[12], library[24]}
 

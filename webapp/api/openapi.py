@@ -197,7 +197,8 @@ RESPONSES = {f"E{status}": _json(_ref("Error"), text) for status, text in {
 LOCATION = {"Location": {"description": "Where to poll.", "schema": {"type": "string"}}}
 
 HISTORY_FILTERS = [
-    _query("q", "Full-text search over title, file name and text (web-search syntax: quotes, OR, -word)."),
+    _query("q", "Full-text search over title, file name and text (web-search syntax: quotes, OR, -word); "
+           "a single term also matches any part of a file name."),
     _query("topic", "Topic of the latest result."),
     _query("emotion", "An emotion selected in the latest result."),
     _query("state", "Document state.", {"type": "string", "enum": DOC_STATES}),
