@@ -10,7 +10,7 @@ from flask_wtf.csrf import CSRFProtect
 def rate_limit_key() -> str:
     """Signed-in people are limited per account, everyone else per address."""
     if current_user.is_authenticated:
-        return f"user:{current_user.get_id()}"
+        return f"user:{current_user.id}"  # the account: get_id() is the session secret, and "" for a token
     return f"ip:{request.remote_addr or 'unknown'}"
 
 

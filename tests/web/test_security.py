@@ -260,3 +260,21 @@ def test_readiness_is_a_page_for_a_browser_and_json_for_probes(client):
     for accept in ("*/*", "application/json", None):
         probe = client.get("/readyz", headers={"Accept": accept} if accept else {})
         assert probe.status_code == 503 and probe.get_json()["status"] == "not ready"
+
+
+def test_each_account_has_its_own_rate_limit_and_its_key_holds_no_secret(app_factory, alice, bob, redis_url):
+    """Token users shared one counter (the key was current_user.get_id(), "" for a token), and a browser
+    session's key held its session secret in Redis."""
+    import redis
+
+    client = app_factory(UPLOAD_RATE_LIMIT="1 per hour").test_client()
+
+    def upload(person):
+        return client.post("/api/v1/documents", headers=person.bearer,
+                           data={"files": [(io.BytesIO(b"hello"), "a.txt")]}).status_code
+
+    assert upload(alice) == 202
+    assert upload(bob) == 202  # Bob's first upload does not count against Alice's
+    assert upload(alice) == 429
+    keys = [k.decode() for k in redis.Redis.from_url(redis_url).keys("*LIMITER*")]
+    assert any(f"user:{alice.id}/" in k for k in keys) and not any("user:/" in k for k in keys)
