@@ -183,3 +183,11 @@ def corrections(session: Session) -> list[dict[str, Any]]:
         for text, topic, emotions, summary in rows
         if text and text.strip()
     ]
+
+
+def corrected_tasks(session: Session) -> set[str]:
+    """The tasks ("topic", "emotion", "summary") that at least one correction gives a label for."""
+    topic, emotion, summary = session.execute(
+        select(func.count(Feedback.topic_label), func.count(Feedback.emotion_labels), func.count(Feedback.summary))
+    ).one()
+    return {task for task, count in (("topic", topic), ("emotion", emotion), ("summary", summary)) if count}

@@ -12,12 +12,19 @@ from db.models import ModelVersion, TrainingRun
 from webapp.database import get_db
 from webapp.errors import UserError
 from webapp.queue import enqueue_training
-from webapp.training_params import ParamError, check_topic_head, parse_training_request
+from webapp.training_params import (
+    ParamError,
+    check_tasks_have_examples,
+    check_topic_head,
+    parse_training_request,
+)
 
 
 def start_training_run(data: dict[str, Any], user_id: int) -> TrainingRun:
     try:
         params = parse_training_request(data)
+        check_tasks_have_examples(params, training_runs.corrected_tasks(get_db()) if params["include_feedback"]
+                                  else set())
         head = active_topic_head()
         if head is not None:
             check_topic_head(params, *head)

@@ -28,6 +28,14 @@ DATASET_TOPICS = {
     "ag_news": ("World", "Sports", "Business", "Sci/Tech"),
     "bbc": ("business", "entertainment", "politics", "sport", "tech"),
 }
+# what each corpus labels (model/training/data.py; a test checks they agree): a run needs examples for its tasks
+DATASET_TASKS = {
+    "ag_news": ("topic",),
+    "goemotions": ("emotion",),
+    "bbc": ("summary", "topic"),
+    "scitldr": ("summary",),
+    "dialogsum": ("summary",),
+}
 REQUEST_FIELDS = ("datasets", "tasks", "epochs", "learning_rate", "method", "include_corrections")
 # the stored params' shape, so that a run's `params` can be sent back to start the same run again
 PARAMS_FIELDS = ("recipe", "include_feedback", "train")
@@ -133,6 +141,20 @@ def check_topic_head(params: dict[str, Any], version: str, head: list[str]) -> N
     for name in topic_mismatches(params["datasets"], head):
         raise ParamError(f"{topic_mismatch_words(name, version, head)}: leave {dataset_name(name)} out, or "
                          "untick the Topic task.")
+
+
+def check_tasks_have_examples(params: dict[str, Any], corrected: set[str]) -> None:
+    """Refuse a run with a task that none of its datasets (nor, when included, the corrections) has labels
+    for: it would fail in the worker ('no training examples'), or train nothing for that task."""
+    supplied = {task for name in params["datasets"] for task in DATASET_TASKS.get(name, ())}
+    if params["include_feedback"]:
+        supplied |= corrected
+    missing = [task for task in params["train"]["tasks"] if task not in supplied]
+    if missing:
+        offer = "; ".join(f"{TASKS[task]}: {', '.join(dataset_name(n) for n, t in DATASET_TASKS.items() if task in t)}"
+                          for task in missing)
+        raise ParamError(f"No chosen data set has examples for {', '.join(TASKS[t] for t in missing)} "
+                         f"({offer} have them). Add one of those data sets, or untick the task.")
 
 
 def describe(params: dict[str, Any]) -> dict[str, Any]:

@@ -51,7 +51,7 @@ def test_api_honours_the_documented_shape_and_refuses_a_topic_head_mismatch(clie
     assert "AG News topics (World, Sports, Business, Sci/Tech) do not match the active model v1's topic head " \
            "(business, entertainment, politics, sport, tech)" in message
     without_topic = client.post("/api/v1/training-runs", headers=admin.bearer,
-                                json={"datasets": ["ag_news", "bbc"], "tasks": ["summary", "emotion"]})
+                                json={"datasets": ["ag_news", "goemotions", "bbc"], "tasks": ["summary", "emotion"]})
     assert without_topic.status_code == 202, without_topic.get_json()
 
     client.post(f"/api/v1/training-runs/{without_topic.get_json()['id']}/cancel", headers=admin.bearer)
@@ -69,3 +69,38 @@ def test_a_missing_or_unknown_choice_lists_the_choices_by_name_and_key():
         parse_training_request({"datasets": ["bbc"], "tasks": ["topics"]})
     assert str(unknown.value) == ("Unknown tasks: topics; choose from Summary (summary), Topic (topic), "
                                   "Emotions (emotion).")
+
+
+def test_the_web_app_s_task_lists_are_what_the_corpora_label():
+    from model.artifacts import shared_data_dir
+    from model.training.data import CORPORA, load_corpus
+    from webapp.training_params import DATASET_TASKS
+
+    assert set(DATASET_TASKS) == set(CORPORA)
+    for name in CORPORA:
+        rows = load_corpus(name, shared_data_dir())
+        labelled = {task for task, field in (("topic", "topic"), ("emotion", "emotions"), ("summary", "summary"))
+                    if any(getattr(e, field) for e in rows)}
+        assert labelled == set(DATASET_TASKS[name]), name
+
+
+def test_a_task_no_chosen_data_set_labels_is_refused_unless_corrections_have_it():
+    from webapp.training_params import check_tasks_have_examples
+
+    params = parse_training_request({"datasets": ["goemotions"], "tasks": ["summary"]})
+    with pytest.raises(ParamError) as refused:
+        check_tasks_have_examples(params, set())
+    assert str(refused.value) == ("No chosen data set has examples for Summary (Summary: BBC News, SciTLDR, "
+                                  "DialogSum have them). Add one of those data sets, or untick the task.")
+    check_tasks_have_examples(params, {"summary"})  # corrections of summaries are examples too
+    without = parse_training_request({"datasets": ["goemotions"], "tasks": ["summary"], "include_corrections": False})
+    with pytest.raises(ParamError):
+        check_tasks_have_examples(without, {"summary"})
+    check_tasks_have_examples(parse_training_request({}), set())  # the defaults: every data set, every task
+
+
+def test_the_api_refuses_a_run_that_could_not_train(client, admin, clean_db):
+    response = client.post("/api/v1/training-runs", headers=admin.bearer,
+                           json={"datasets": ["goemotions"], "tasks": ["summary", "emotion"]})
+    assert response.status_code == 400
+    assert response.get_json()["error"]["message"].startswith("No chosen data set has examples for Summary")
