@@ -229,7 +229,20 @@ def _compare_with_active(active: ActiveInfo | None, outcome: Any, spec: Any, dev
     activated = candidate >= active_score
     reason = (f"held-out score {candidate:.4f} over {', '.join(tasks)} is "
               f"{'at least' if activated else 'below'} the active {active.name}'s {active_score:.4f}")
-    return {**comparison, "activated": activated, "reason": reason}
+    # training on some tasks moves the shared encoder (and decoder) under the others: a version replaces the
+    # active one by itself only when every task the active one serves was compared
+    unchecked = [task for task in _served_tasks(artifact.model) if task not in tasks]
+    if activated and unchecked:
+        activated = False
+        reason += (f", but {active.name} also serves {' and '.join(unchecked)}, which this run did not "
+                   "compare; an admin can activate it after checking those")
+    return {**comparison, "activated": activated, "reason": reason, "unchecked_tasks": unchecked}
+
+
+def _served_tasks(model: Any) -> list[str]:
+    """What a version answers for: a summary always, topic and emotions when it has those heads."""
+    return ["summary"] + [task for task, head in (("topic", model.topic_head), ("emotion", model.emotion_head))
+                          if head is not None]
 
 
 def _version_metrics(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -70,7 +70,19 @@ def test_activation_compares_only_tasks_whose_heads_have_the_same_labels(tiny_ru
                            eval=spec_from_params({"eval": TINY_EVAL}).eval)  # as in the run
     comparison = _compare_with_active(active, outcome, spec, "cpu")
     assert comparison["compared_tasks"] == ["summary", "topic"] and comparison["labels_differ"] == ["emotion"]
+    # the active version also serves emotions, which could not be compared: never replaced by itself
+    assert comparison["activated"] is False and comparison["unchecked_tasks"] == ["emotion"]
+    assert "also serves emotion, which this run did not compare" in comparison["reason"]
+
+    spec.train.tasks = ("summary", "topic")  # an active version without an emotion head: all it serves compared
+    plain = ActiveInfo(1, "v1", str(create_random_artifact(tmp_path / "plain", emotion_labels=())))
+    comparison = _compare_with_active(plain, outcome, spec, "cpu")
+    assert comparison["unchecked_tasks"] == []
     assert comparison["activated"] == (comparison["candidate_score"] >= comparison["active_score"])
+
+    spec.train.tasks = ("topic",)  # a topic-only run leaves the summaries unchecked
+    comparison = _compare_with_active(plain, outcome, spec, "cpu")
+    assert comparison["activated"] is False and comparison["unchecked_tasks"] == ["summary"]
 
     spec.train.tasks = ("emotion",)  # nothing in common: never activated on a score that means something else
     comparison = _compare_with_active(active, outcome, spec, "cpu")
