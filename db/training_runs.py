@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, literal, select, update
+from sqlalchemy import func, literal, select, text, update
 from sqlalchemy.orm import Session
 
 from db.models import Document, Feedback, RunState, TrainingRun
@@ -29,6 +29,20 @@ def create_run(session: Session, params: dict[str, Any], created_by_id: int | No
     session.add(run)
     session.flush()
     return run
+
+
+TRAINING_LOCK = 7_301_003  # pg_advisory_xact_lock key (db.versions holds the others)
+
+
+def create_run_unless_busy(session: Session, params: dict[str, Any],
+                           created_by_id: int | None = None) -> TrainingRun | int:
+    """A new queued run, or the id of the run still queued or running (one run at a time). The check and the
+    insert hold a transaction-scoped advisory lock, so two requests at the same moment cannot both see no run
+    and both create one; the lock is released when the caller's transaction ends."""
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": TRAINING_LOCK})
+    busy = session.scalar(select(TrainingRun.id).where(TrainingRun.state.in_(ACTIVE_STATES))
+                          .order_by(TrainingRun.id).limit(1))
+    return busy if busy is not None else create_run(session, params, created_by_id)
 
 
 def get_run(session: Session, run_id: int) -> TrainingRun | None:

@@ -5,8 +5,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from db import training_runs, versions
 from db.models import ModelVersion, TrainingRun
 from webapp.database import get_db
@@ -31,12 +29,11 @@ def start_training_run(data: dict[str, Any], user_id: int) -> TrainingRun:
     except ParamError as exc:
         raise UserError(400, "invalid_training_request", str(exc)) from None
     session = get_db()
-    busy = session.scalar(select(TrainingRun.id).where(TrainingRun.state.in_(training_runs.ACTIVE_STATES))
-                          .order_by(TrainingRun.id).limit(1))
-    if busy is not None:
-        raise UserError(409, "training_busy", f"Training run {busy} is still queued or running; one run at a "
+    run = training_runs.create_run_unless_busy(session, params, created_by_id=user_id)
+    if isinstance(run, int):
+        session.rollback()  # ends the transaction and its lock
+        raise UserError(409, "training_busy", f"Training run {run} is still queued or running; one run at a "
                         "time. Wait for it to finish, or cancel it first.")
-    run = training_runs.create_run(session, params, created_by_id=user_id)
     session.commit()
     enqueue_training(run.id)
     return run

@@ -127,3 +127,33 @@ def test_corrections_in_the_feedback_table_become_training_examples(clean_db, tm
     assert run.state == RunState.SUCCEEDED.value, run.error_message
     sources = {name: split["sources"] for name, split in run.metrics["data"].items()}
     assert sum(s.get("feedback", 0) for s in sources.values()) == 1  # two corrections, one document
+
+
+def test_two_requests_at_once_create_one_run(clean_db, tiny_params):
+    """The busy check and the insert hold an advisory lock: a second request waits for the first to commit,
+    then sees its run (without the lock it saw no run and created a second one)."""
+    from db.session import get_sessionmaker
+    from db.training_runs import create_run_unless_busy
+
+    factory = get_sessionmaker(clean_db)
+    first = factory()
+    created = create_run_unless_busy(first, tiny_params)
+    assert isinstance(created, TrainingRun)
+    answer: list = []
+    second = threading.Thread(target=lambda: answer.append(_in_own_session(factory, tiny_params)))
+    second.start()
+    second.join(timeout=1.0)
+    assert second.is_alive() and not answer  # waiting for the first transaction's lock
+    first.commit()
+    second.join(timeout=10)
+    assert answer == [created.id]
+    first.close()
+
+
+def _in_own_session(factory, params):
+    from db.training_runs import create_run_unless_busy
+
+    with factory() as session:
+        result = create_run_unless_busy(session, params)
+        session.rollback()
+        return result if isinstance(result, int) else "created another run"
