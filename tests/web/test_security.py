@@ -278,3 +278,16 @@ def test_each_account_has_its_own_rate_limit_and_its_key_holds_no_secret(app_fac
     assert upload(alice) == 429
     keys = [k.decode() for k in redis.Redis.from_url(redis_url).keys("*LIMITER*")]
     assert any(f"user:{alice.id}/" in k for k in keys) and not any("user:/" in k for k in keys)
+
+
+def test_a_refused_training_form_does_not_count_against_the_limit(app_factory, admin):
+    """As in the API: only a run that starts (the 303 to its page) counts; a form sent back is free."""
+    client = app_factory(TRAINING_RATE_LIMIT="1 per hour").test_client()
+    token = sign_in(client, admin)
+    form = {"csrf_token": token, "datasets": ["bbc"], "tasks": ["summary"], "method": "lora", "epochs": "1",
+            "include_corrections": "y"}
+    assert [client.post("/training/runs", data={**form, "epochs": "0"}).status_code for _ in range(3)] == [400] * 3
+    assert client.post("/training/runs", data=form).status_code == 303
+    run_id = client.get("/api/v1/training-runs", headers=admin.bearer).get_json()["training_runs"][0]["id"]
+    client.post(f"/api/v1/training-runs/{run_id}/cancel", headers=admin.bearer)
+    assert client.post("/training/runs", data=form).status_code == 429

@@ -85,7 +85,7 @@ def index():
 
 @bp.post("/runs")
 @admin_required
-@limiter.shared_limit(training_limit, scope="training")
+@limiter.shared_limit(training_limit, scope="training", deduct_when=lambda response: response.status_code == 303)
 def start():
     form = TrainingForm()
     if not form.validate():
