@@ -71,8 +71,9 @@ def next_version_name(session: Session) -> str:
     return name
 
 
-def activate_version(session: Session, version_id: int) -> ModelVersion:
-    """Make one version the active one. Workers pick it up between batches."""
+def activate_version(session: Session, version_id: int, *, restore: bool = False) -> ModelVersion:
+    """Make one version the active one. Workers pick it up between batches. ``restore`` (a rollback) keeps
+    the version's own activation time, so the order of activations stays the order of history."""
     session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ACTIVATION_LOCK})
     version = session.get(ModelVersion, version_id, populate_existing=True)
     if version is None:
@@ -85,7 +86,8 @@ def activate_version(session: Session, version_id: int) -> ModelVersion:
     )
     session.flush()
     version.is_active = True
-    version.activated_at = func.now()
+    if not restore or version.activated_at is None:
+        version.activated_at = func.now()
     version.load_error = None  # activating again says "try it": the workers load it at once
     version.load_failed_at = None
     session.flush()
@@ -164,7 +166,9 @@ def list_versions(session: Session) -> list[ModelVersion]:
 
 
 def rollback(session: Session) -> ModelVersion:
-    """Re-activate the version that was active before the current one."""
+    """Undo the latest activation: re-activate the version that was active before the current one, and
+    take the current one's activation back (its ``activated_at`` cleared), so a second rollback steps further
+    back (v3 -> v2 -> v1) instead of toggling between the last two."""
     current = active_version(session)
     query = select(ModelVersion).where(ModelVersion.activated_at.is_not(None))
     if current is not None:
@@ -174,7 +178,11 @@ def rollback(session: Session) -> ModelVersion:
     )
     if previous is None:
         raise VersionError("there is no previously active version to roll back to")
-    return activate_version(session, previous.id)
+    restored = activate_version(session, previous.id, restore=True)
+    if current is not None:
+        session.execute(update(ModelVersion).where(ModelVersion.id == current.id).values(activated_at=None)
+                        .execution_options(synchronize_session=False))
+    return restored
 
 
 # ------------------------------------------------------------------------------- while no model exists

@@ -90,6 +90,24 @@ def test_one_active_version_and_rollback(clean_db):
         activate_version(session, 999)
 
 
+def test_rollback_steps_back_through_activations_instead_of_toggling(clean_db):
+    """v1 -> v2 -> v3, then rollback, rollback: v2, then v1 (it used to go back to v3: re-activating v2
+    had made v3 the 'previous' one), and a third has nothing left to undo."""
+    ids = []
+    for name in ("v1", "v2", "v3"):
+        with session_scope(clean_db) as session:  # one transaction each: now() differs
+            ids.append(register_version(session, path=f"/m/{name}", source="trained", activate=True).id)
+    steps = []
+    for _ in range(2):
+        with session_scope(clean_db) as session:
+            steps.append(rollback(session).name)
+    assert steps == ["v2", "v1"]
+    with session_scope(clean_db) as session, pytest.raises(VersionError, match="no previously active"):
+        rollback(session)
+    with session_scope(clean_db) as session:
+        assert active_version(session).id == ids[0]
+
+
 def test_model_status_while_no_model(clean_db, queue_texts):
     queue_texts(["waiting"])
     with session_scope(clean_db) as session:
