@@ -73,14 +73,19 @@ def _install_stop_handlers() -> None:
     previous = signal.getsignal(signal.SIGTERM)
     if getattr(previous, "leximind_stop", False):
         return
+    terms: list[int] = []  # SIGTERMs heard; the main process's STOP_SIGNAL does not count as one
 
     def request_stop(signum: int, frame: object) -> None:
-        if signum == signal.SIGTERM and stop_requested.is_set():
-            if callable(previous):
-                previous(signum, frame)
-                return
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
+        # only a second SIGTERM stops at once: with `kill -TERM -<pgid>` the main process's STOP_SIGNAL can
+        # arrive before this process's own SIGTERM, which is still the first one
+        if signum == signal.SIGTERM:
+            if terms:
+                if callable(previous):
+                    previous(signum, frame)
+                    return
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGTERM)
+            terms.append(signum)
         stop_requested.set()
 
     request_stop.leximind_stop = True  # type: ignore[attr-defined]
