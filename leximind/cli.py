@@ -8,19 +8,17 @@ the URLs on to the processes it starts.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import logging
 import os
-import secrets
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from leximind.cli_accounts import cmd_create_user, cmd_reset_password, ensure_first_admin
+from leximind.cli_import import cmd_import_dataset
 from leximind.config import ConfigError, Settings, get_settings
 from leximind.logging_setup import configure_logging
 from leximind.queues import ALL_QUEUES, QUEUE_EXTRACT, QUEUE_INFER, QUEUE_MAINTENANCE, QUEUE_TRAIN
@@ -28,7 +26,6 @@ from leximind.queues import ALL_QUEUES, QUEUE_EXTRACT, QUEUE_INFER, QUEUE_MAINTE
 log = logging.getLogger("leximind")
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 5000
-FIRST_ADMIN_EMAIL = "admin@localhost.localdomain"
 SHUTDOWN_GRACE_S = 30.0
 
 
@@ -125,84 +122,6 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     upgrade(services.database_url)
     log.info("database is at the latest schema")
     return 0
-
-
-def cmd_create_user(args: argparse.Namespace, settings: Settings) -> int:
-    from db.accounts import AccountError, create_user, issue_token
-    from db.models import Role
-    from db.session import session_scope
-
-    if not require_installation(settings):
-        return 1
-    services = prepare_services(settings)
-    password = args.password or secrets.token_urlsafe(12)
-    try:
-        with session_scope(services.database_url) as session:
-            user = create_user(
-                session, args.email, password, Role.ADMIN.value if args.admin else Role.USER.value
-            )
-            token = issue_token(session, user.id, "created by leximind create-user")
-    except AccountError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    _print_credentials(user.email, password if not args.password else None, token.secret, admin=args.admin)
-    return 0
-
-
-def cmd_reset_password(args: argparse.Namespace, settings: Settings) -> int:
-    """A new password for an account (the only way back in when the one printed at first start is lost);
-    every browser signed in as that account is signed out. API tokens keep working."""
-    from db.accounts import AccountError, end_other_sessions, get_user_by_email, set_password
-    from db.session import session_scope
-
-    if not require_installation(settings):
-        return 1
-    services = prepare_services(settings)
-    password = args.password or secrets.token_urlsafe(12)
-    try:
-        with session_scope(services.database_url) as session:
-            user = get_user_by_email(session, args.email)
-            if user is None:
-                print(f"error: no user {args.email!r}; create one with `leximind create-user`", file=sys.stderr)
-                return 1
-            set_password(session, user, password)
-            signed_out = end_other_sessions(session, user.id, None)
-            email = user.email
-    except AccountError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(f"new password for {email}" + (f":  {password}" if not args.password else " set")
-          + f" ({signed_out} browser session(s) signed out; API tokens unchanged)", flush=True)
-    return 0
-
-
-def ensure_first_admin(database_url: str) -> None:
-    """On a fresh database, create an admin and print how to sign in (the only time it is shown)."""
-    from db.accounts import count_admins, create_user, issue_token
-    from db.models import Role
-    from db.session import session_scope
-
-    with session_scope(database_url) as session:
-        if count_admins(session) > 0:
-            return
-        password = secrets.token_urlsafe(12)
-        user = create_user(session, FIRST_ADMIN_EMAIL, password, Role.ADMIN.value)
-        token = issue_token(session, user.id, "first admin")
-    _print_credentials(user.email, password, token.secret, admin=True, first=True)
-
-
-def _print_credentials(
-    email: str, password: str | None, token: str, *, admin: bool, first: bool = False
-) -> None:
-    kind = "admin" if admin else "user"
-    lines = [
-        f"{'First ' if first else ''}{kind} account (shown once; keep it somewhere safe):",
-        f"  email:     {email}",
-    ]
-    if password:
-        lines.append(f"  password:  {password}")
-    lines += [f"  API token: {token}", f"  use it as: Authorization: Bearer {token}"]
-    print("\n".join(lines), flush=True)
 
 
 def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
@@ -344,139 +263,6 @@ class Supervisor:
                 log.warning("%s did not stop in time; killing it", name)
                 proc.kill()
                 proc.wait()
-
-
-def cmd_import_dataset(args: argparse.Namespace, settings: Settings) -> int:
-    """Upload a folder of files, or the rows of a CSV / JSONL file, as documents of one or more jobs.
-
-    Every file or row is read and checked before anything is stored, so a bad row refuses the whole import
-    (naming the file and line) instead of leaving part of it uploaded."""
-    from db.accounts import get_user_by_email
-    from db.session import session_scope
-    from db.uploads import create_job
-    from leximind.messaging import make_celery, wake_extract
-
-    if not require_installation(settings):
-        return 1
-    services = prepare_services(settings)
-    with session_scope(services.database_url) as session:
-        owner = get_user_by_email(session, args.owner)
-        if owner is None:
-            print(f"error: no user {args.owner!r}; create one with `leximind create-user`", file=sys.stderr)
-            return 1
-        owner_id = owner.id
-    try:
-        files = list(dataset_files(Path(args.path), args.text_column, args.limit))
-    except DatasetError as err:
-        print(f"error: {err}; nothing was imported", file=sys.stderr)
-        return 1
-    if not files:
-        print(f"error: {args.path} holds no non-empty documents or rows; nothing was imported", file=sys.stderr)
-        return 1
-    too_big = [f for f in files if len(f.data) > settings.max_upload_bytes]
-    if too_big:  # the upload's limit: extraction is sized for it
-        names = ", ".join(f"{f.filename} ({len(f.data) / 1048576:.1f} MB)" for f in too_big[:5])
-        print(f"error: {len(too_big)} file(s) over the {settings.max_upload_bytes / 1048576:.0f} MB limit per file "
-              f"(LEXIMIND_MAX_UPLOAD_BYTES): {names}; nothing was imported", file=sys.stderr)
-        return 1
-    celery = make_celery(services.broker_url)
-    total, jobs = 0, []
-    for chunk in _chunks(iter(files), args.per_job):
-        with session_scope(services.database_url) as session:
-            job, documents = create_job(session, owner_id, chunk)
-            ids = [d.id for d in documents]
-        wake_extract(celery, ids)
-        total += len(ids)
-        jobs.append(job.id)
-    print(json.dumps({"documents": total, "jobs": jobs}), flush=True)
-    return 0
-
-
-class DatasetError(ValueError):
-    """A dataset the import cannot read; the message names the file (and line) and what to change."""
-
-
-def dataset_files(path: Path, text_column: str | None, limit: int | None) -> Iterator:
-    """The documents of a folder (every file under it), a .csv or .jsonl (one per row), or a single file.
-
-    Empty files and rows are left out (an upload refuses them too); anything unreadable is a DatasetError."""
-    from db.uploads import UploadedFile
-
-    if not path.exists():
-        raise DatasetError(f"{path} does not exist; give a folder, a .csv or .jsonl file, or a document")
-    column: int | None = None
-    if path.suffix == ".csv" and text_column is not None:
-        try:
-            column = int(text_column)
-        except ValueError:
-            raise DatasetError(f"--text-column for a .csv is a column number (0 is the first), "
-                               f"not {text_column!r}") from None
-
-    def jsonl_text(line: str, where: str) -> str:
-        key = text_column or "text"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{where} is not JSON ({exc.msg}); each line must be one JSON object") from None
-        if not isinstance(row, dict) or key not in row:
-            keys = ", ".join(map(str, row)) if isinstance(row, dict) else "none: not an object"
-            raise DatasetError(f"{where} has no {key!r} field (its fields: {keys}); choose one with --text-column")
-        if not isinstance(row[key], str):
-            raise DatasetError(f"{where}: {key!r} must be a string, not {type(row[key]).__name__}")
-        return row[key]
-
-    def csv_text(row: list[str], where: str) -> str:
-        if column is None:
-            return "\n".join(row[1:] or row)
-        if not -len(row) <= column < len(row):
-            raise DatasetError(f"{where} has {len(row)} column(s), so there is no column {column}")
-        return row[column]
-
-    def rows() -> Iterator[UploadedFile]:
-        if path.is_dir():  # hidden files and folders (.DS_Store, .git/) are not documents
-            for file in sorted(p for p in path.rglob("*") if p.is_file()):
-                if not any(part.startswith(".") for part in file.relative_to(path).parts):
-                    yield UploadedFile(file.name, file.read_bytes())
-        elif path.suffix == ".jsonl":  # utf-8-sig: a byte-order mark (Excel, Notepad) is not part of row 1
-            with path.open(encoding="utf-8-sig") as handle:
-                for n, line in enumerate(handle, 1):
-                    if line.strip():
-                        text = jsonl_text(line, f"{path}, line {n}")
-                        yield UploadedFile(f"{path.stem}-{n}.txt", text.encode())
-        elif path.suffix == ".csv":
-            with path.open(encoding="utf-8-sig", newline="") as handle:
-                for n, row in enumerate(csv.reader(handle), 1):
-                    text = csv_text(row, f"{path}, row {n}")
-                    yield UploadedFile(f"{path.stem}-{n}.txt", text.replace("\\n", "\n").encode())
-        else:
-            yield UploadedFile(path.name, path.read_bytes())
-
-    count = 0
-    try:
-        for upload in rows():
-            if limit is not None and count >= limit:
-                return
-            if not upload.data.strip():
-                continue
-            count += 1
-            yield upload
-    except UnicodeDecodeError:
-        raise DatasetError(f"{path} is not UTF-8 text; convert it (e.g. `iconv -f cp1252 -t utf-8`)") from None
-    except csv.Error as exc:
-        raise DatasetError(f"{path} is not a readable CSV file ({exc})") from None
-    except OSError as exc:
-        raise DatasetError(f"cannot read {exc.filename or path}: {exc.strerror}") from None
-
-
-def _chunks(items: Iterator, size: int) -> Iterator[list]:
-    chunk: list = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 # --------------------------------------------------------------------------------------------- parser

@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 from db.accounts import user_for_token
 from db.models import Document
 from db.session import session_scope
-from leximind.cli import build_parser, dataset_files, main
+from leximind.cli import build_parser, main
+from leximind.cli_import import dataset_files
 from leximind.config import Settings
 from leximind.queues import QUEUE_EXTRACT
 
