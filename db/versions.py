@@ -165,17 +165,20 @@ def list_versions(session: Session) -> list[ModelVersion]:
     return list(session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc())))
 
 
+def rollback_target(session: Session, current: ModelVersion | None) -> ModelVersion | None:
+    """The version a rollback from ``current`` (the active one) re-activates: the latest activated before it."""
+    query = select(ModelVersion).where(ModelVersion.activated_at.is_not(None))
+    if current is not None:
+        query = query.where(ModelVersion.id != current.id, ModelVersion.activated_at <= current.activated_at)
+    return session.scalar(query.order_by(ModelVersion.activated_at.desc(), ModelVersion.id.desc()).limit(1))
+
+
 def rollback(session: Session) -> ModelVersion:
     """Undo the latest activation: re-activate the version that was active before the current one, and
     take the current one's activation back (its ``activated_at`` cleared), so a second rollback steps further
     back (v3 -> v2 -> v1) instead of toggling between the last two."""
     current = active_version(session)
-    query = select(ModelVersion).where(ModelVersion.activated_at.is_not(None))
-    if current is not None:
-        query = query.where(ModelVersion.id != current.id, ModelVersion.activated_at <= current.activated_at)
-    previous = session.scalar(
-        query.order_by(ModelVersion.activated_at.desc(), ModelVersion.id.desc()).limit(1)
-    )
+    previous = rollback_target(session, current)
     if previous is None:
         raise VersionError("there is no previously active version to roll back to")
     restored = activate_version(session, previous.id, restore=True)

@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from db.versions import headline_metrics
+from db.versions import HEADLINE_METRICS, headline_metrics
 
 
 @dataclass
@@ -97,7 +97,7 @@ def learning_rate_chart(history: list[dict[str, Any]]) -> LineChart | None:
     return line_chart({"learning rate": _series(history, "lr")}, y_label="learning rate", height=140)
 
 
-# headline metric -> (label, lower is better)
+# headline metric (db.versions.HEADLINE_METRICS, in its order) -> (label, lower is better)
 METRIC_LABELS = {
     "held_out_score": ("Held-out score (mean over the tasks it has)", False),
     "topic_accuracy": ("Topic accuracy", False),
@@ -131,7 +131,8 @@ def metric_table(columns: list[dict[str, Any]]) -> list[MetricRow]:
     heads = [{k: _number(v) for k, v in headline_metrics(c).items()} for c in columns]
     tasks = {tuple(h[m] is not None for m in _TASK_MARKERS) for h in heads if h["held_out_score"] is not None}
     rows = []
-    for key, (label, lower_is_better) in METRIC_LABELS.items():
+    for key in HEADLINE_METRICS:
+        label, lower_is_better = METRIC_LABELS[key]
         values = [h[key] for h in heads]
         known = [v for v in values if v is not None]
         if not known:

@@ -151,7 +151,9 @@ def init_process(celery: Celery, *, load_model: bool) -> Runtime:
     """A fresh worker process: drop pooled connections inherited from the parent, then warm up."""
     global _runtime
     if load_model:
-        pipeline_config()  # a bad setting stops the worker here, naming it, before any version is blamed
+        # a bad setting raises here, naming it, before any version is loaded and blamed for it (a Celery worker
+        # has already refused to start on it: workers.celery_app's worker_init check)
+        pipeline_config()
     dispose_all()
     _runtime = None
     runtime = get_runtime()

@@ -1,8 +1,8 @@
 """Evaluating a model on held-out examples: topic, emotion (thresholds tuned on dev) and summary scores.
 
 ``evaluate`` never chooses anything on test: emotion thresholds and the topic temperature come from the dev
-rows and are then applied unchanged to the test rows. ``held_out_score`` folds the per-task numbers into the one figure used to decide
-whether a new version may replace the active one.
+rows and are then applied unchanged to the test rows. ``held_out_score`` folds the per-task numbers into the
+one figure used to decide whether a new version may replace the active one.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from rouge_score import rouge_scorer
 from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax
+from scipy.special import softmax
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
@@ -110,12 +110,16 @@ def calibration(gold: Sequence[int], probabilities: np.ndarray, bins: int = CALI
         rows = which == b
         if rows.any():
             gap += rows.sum() * abs(confidence[rows].mean() - correct[rows].mean())
-    picked = probabilities[np.arange(len(gold_index)), gold_index]
     return {
         "ece": float(gap / max(len(gold_index), 1)),
-        "nll": float(-np.log(np.clip(picked, 1e-12, None)).mean()) if len(gold_index) else 0.0,
+        "nll": _nll(probabilities, gold_index) if len(gold_index) else 0.0,
         "mean_confidence": float(confidence.mean()) if len(gold_index) else 0.0,
     }
+
+
+def _nll(probabilities: np.ndarray, gold_index: np.ndarray) -> float:
+    """Mean negative log-likelihood of the gold labels."""
+    return float(-np.log(np.clip(probabilities[np.arange(len(gold_index)), gold_index], 1e-12, None)).mean())
 
 
 def fit_temperature(logits: np.ndarray, gold: Sequence[int], owners: np.ndarray | None = None,
@@ -131,9 +135,8 @@ def fit_temperature(logits: np.ndarray, gold: Sequence[int], owners: np.ndarray 
         return 1.0
 
     def nll(log_t: float) -> float:
-        probabilities = pool_segments(np.exp(log_softmax(logits / np.exp(log_t), axis=1)), owners, weights,
-                                      len(gold_index))
-        return float(-np.log(np.clip(probabilities[np.arange(len(gold_index)), gold_index], 1e-12, None)).mean())
+        per_segment = softmax(logits / np.exp(log_t), axis=1)
+        return _nll(pool_segments(per_segment, owners, weights, len(gold_index)), gold_index)
 
     low, high = np.log(TEMPERATURE_BOUNDS[0]), np.log(TEMPERATURE_BOUNDS[1])
     best = minimize_scalar(nll, bounds=(low, high), method="bounded", options={"xatol": 1e-4})

@@ -43,21 +43,13 @@ def training_limit() -> str:
     return current_app.config["TRAINING_RATE_LIMIT"]
 
 
-def _rollback_target(all_versions: list[ModelVersion]) -> ModelVersion | None:
-    """The version a rollback would re-activate (db.versions.rollback's rule: the latest activated before the
-    active one), so the page offers the button only when there is one, and names it."""
-    active = next((v for v in all_versions if v.is_active), None)
-    earlier = [v for v in all_versions if v.activated_at is not None and (
-        active is None or (v.id != active.id and active.activated_at is not None
-                           and v.activated_at <= active.activated_at))]
-    return max(earlier, key=lambda v: (v.activated_at, v.id), default=None)
-
-
 def _page(form: TrainingForm | None = None, status: int = 200):
     session = get_db()
     runs = training_runs.list_runs(session, limit=30)
     all_versions = versions.list_versions(session)
     compared = all_versions[:COMPARED_VERSIONS]
+    # the page offers Roll back only when there is a version to go back to, and names it
+    rollback_to = versions.rollback_target(session, next((v for v in all_versions if v.is_active), None))
     live = next((r for r in runs if r.state in training_runs.ACTIVE_STATES), None)
     head = active_topic_head()
     mismatched = [] if head is None else topic_mismatches(list(DATASETS), head[1])
@@ -70,7 +62,7 @@ def _page(form: TrainingForm | None = None, status: int = 200):
         form.datasets.data = [name for name in DATASETS if name not in mismatched]
     return render_template(
         "training.html", form=form, action_form=ActionForm(), runs=runs,
-        live=live, versions=all_versions, compared=compared, rollback_to=_rollback_target(all_versions),
+        live=live, versions=all_versions, compared=compared, rollback_to=rollback_to,
         metric_rows=metric_table([v.metrics or {} for v in compared]), headers=[v.name for v in compared],
         datasets=DATASETS, tasks=TASKS, methods=METHODS, default_lr=DEFAULT_LEARNING_RATE,
         topic_warnings=topic_warnings, **WORDS,
