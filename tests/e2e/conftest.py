@@ -60,6 +60,11 @@ class Proc:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:] if self.log_path.exists() else ""
 
+    def said(self, words: str) -> bool:
+        """Whether the whole log holds ``words`` (a worker working off a backlog of queued sweeps writes more
+        than log()'s tail in the moment after its "ready." line)."""
+        return self.log_path.exists() and words in self.log_path.read_text(errors="replace")
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the whole process group: the Celery parent and its pool children."""
         try:
@@ -112,7 +117,7 @@ class Stack:
     def wait_ready(self, *procs: Proc) -> None:
         for proc in procs:
             wait_for(
-                lambda p=proc: "ready." in p.log() or not p.alive(),
+                lambda p=proc: p.said("ready.") or not p.alive(),
                 STARTUP_TIMEOUT_S,
                 f"{proc.name} to start",
                 self,
